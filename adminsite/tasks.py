@@ -1,0 +1,9 @@
+from celery import shared_task
+
+from adminsite import health
+
+
+@shared_task(name="adminsite.heartbeat", time_limit=10, ignore_result=True)
+def heartbeat() -> None:
+    """Stamp the worker heartbeat that /readyz reads."""
+    health.record_worker_heartbeat()
