@@ -1,10 +1,13 @@
-"""API-wide error handling: every error is JSON with a ``detail`` and, for 400s, the fields."""
+"""API-wide pieces: JSON errors with a ``detail`` (and, for 400s, the fields), and throttles
+whose rates come from settings at request time."""
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.http import Http404
-from rest_framework import exceptions, status
+from djangorestframework_camel_case.util import camelize
+from rest_framework import exceptions, status, throttling
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -33,10 +36,44 @@ def exception_handler(exc, context):
 
 def _summarise(errors) -> str:
     if isinstance(errors, dict) and errors:
-        names = ", ".join(str(k) for k in errors)
+        # The renderer camelizes the ``errors`` keys; the summary names fields the same way.
+        names = ", ".join(str(k) for k in camelize(dict.fromkeys(errors)))
         return f"Invalid input: {names}."
     return "Invalid input."
 
 
 def conflict(detail: str) -> Response:
     return Response({"detail": detail}, status=status.HTTP_409_CONFLICT)
+
+
+class _SettingsRateMixin:
+    """DRF binds ``THROTTLE_RATES`` once at import; reading ``API_THROTTLE_RATES`` on every
+    request lets the environment (and tests, through ``override_settings``) set the rates."""
+
+    scope: str
+
+    def get_rate(self):
+        rates = settings.API_THROTTLE_RATES
+        if self.scope not in rates:
+            raise ImproperlyConfigured(
+                f"API_THROTTLE_RATES has no rate for the {self.scope!r} scope."
+            )
+        return rates[self.scope]
+
+
+class UserRateThrottle(_SettingsRateMixin, throttling.UserRateThrottle):
+    """Per signed-in user (session or token), ``API_THROTTLE_RATES["user"]``."""
+
+
+class AnonRateThrottle(_SettingsRateMixin, throttling.AnonRateThrottle):
+    """Per client address for anonymous callers, ``API_THROTTLE_RATES["anon"]``."""
+
+
+def strip_trailing_slashes(result, generator, request, public):
+    """drf-spectacular postprocessing hook: our routes match with and without the slash
+    (``re_path(r"…/?$")``), which the generator renders as a trailing ``/``; the documented
+    paths are the contract's, without it."""
+    result["paths"] = {
+        (path.rstrip("/") or "/"): operations for path, operations in result["paths"].items()
+    }
+    return result

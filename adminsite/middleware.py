@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import uuid
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
+from django.core.handlers.wsgi import LimitedStream
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 
 from adminsite.logging import request_id_var
 
@@ -40,23 +44,61 @@ class RequestIdMiddleware:
 
 
 class ApiBodyLimitMiddleware:
-    """413 in JSON for API bodies over ``API_MAX_BODY_BYTES``, before anything reads them."""
+    """413 in JSON for API bodies over ``API_MAX_BODY_BYTES``, before anything reads them.
+
+    A declared ``Content-Length`` is checked up front. A chunked body (no ``Content-Length``)
+    is read here, at most one byte past the limit, when the server has already decoded the
+    chunks and marks the input as terminated (gunicorn sets ``wsgi.input_terminated``).
+    Django sizes the body from ``Content-Length`` alone and would otherwise see a chunked
+    body as empty, so the body that was read is handed on with its length.
+    """
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if is_api_path(request.path_info):
-            try:
-                length = int(request.META.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                return json_error(400, "Content-Length header is not a number.")
-            if length > settings.API_MAX_BODY_BYTES:
-                return json_error(
-                    413,
-                    f"Request body is {length} bytes; the limit is {settings.API_MAX_BODY_BYTES} bytes.",
-                )
+            limit = settings.API_MAX_BODY_BYTES
+            declared = request.META.get("CONTENT_LENGTH") or ""
+            if declared:
+                try:
+                    length = int(declared)
+                except ValueError:
+                    return json_error(400, f"Content-Length header is not a number: {declared!r}.")
+                if length < 0:
+                    return json_error(400, f"Content-Length header is negative: {declared!r}.")
+                if length > limit:
+                    return json_error(
+                        413, f"Request body is {length} bytes; the limit is {limit} bytes."
+                    )
+            elif _is_terminated_chunked_input(request):
+                body = _read_at_most(request.META["wsgi.input"], limit + 1)
+                if len(body) > limit:
+                    return json_error(
+                        413, f"Chunked request body exceeds the limit of {limit} bytes."
+                    )
+                # WSGIRequest reads its body through ``_stream``; this is the stream Django
+                # would have built had the client sent Content-Length.
+                request.META["CONTENT_LENGTH"] = str(len(body))
+                request._stream = LimitedStream(io.BytesIO(body), len(body))
         return self.get_response(request)
+
+
+def _is_terminated_chunked_input(request: HttpRequest) -> bool:
+    encoding = request.META.get("HTTP_TRANSFER_ENCODING", "")
+    return "chunked" in encoding.lower() and bool(request.META.get("wsgi.input_terminated"))
+
+
+def _read_at_most(stream, size: int) -> bytes:
+    chunks = []
+    remaining = size
+    while remaining > 0:
+        chunk = stream.read(min(remaining, 64 * 1024))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
 
 
 class ApiErrorMiddleware:
@@ -70,7 +112,9 @@ class ApiErrorMiddleware:
         if not is_api_path(request.path_info) or response.status_code < 400:
             return response
         content_type = response.get("Content-Type", "")
-        if content_type.startswith("application/json") or content_type.startswith("application/problem+json"):
+        if content_type.startswith("application/json") or content_type.startswith(
+            "application/problem+json"
+        ):
             return response
         messages = {
             400: "Bad request.",
@@ -79,15 +123,35 @@ class ApiErrorMiddleware:
             405: f"Method {request.method} is not allowed here.",
             413: "Request body too large.",
         }
-        return json_error(response.status_code, messages.get(response.status_code, response.reason_phrase))
+        replacement = json_error(
+            response.status_code, messages.get(response.status_code, response.reason_phrase)
+        )
+        for header in _KEPT_ERROR_HEADERS:
+            if header in response:
+                replacement[header] = response[header]
+        return replacement
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not is_api_path(request.path_info):
             return None
+        if isinstance(exception, _CLIENT_ERRORS):
+            # Django turns these into 400/403/404; __call__ then rewrites the page as JSON.
+            return None
         logger.exception("unhandled error in API request", extra={"path": request.path_info})
-        return json_error(500, "Internal server error.", request_id=getattr(request, "request_id", None))
+        return json_error(
+            500, "Internal server error.", request_id=getattr(request, "request_id", None)
+        )
 
 
-def json_error(status: int, detail: str, **extra) -> JsonResponse:
-    body = {"detail": detail, **{k: v for k, v in extra.items() if v is not None}}
+# Headers that carry meaning on an error response and must survive the rewrite to JSON.
+_KEPT_ERROR_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After")
+
+# The exceptions Django's own handler answers with a 4xx rather than a 500.
+_CLIENT_ERRORS = (Http404, PermissionDenied, BadRequest, SuspiciousOperation, MultiPartParserError)
+
+
+def json_error(status: int, detail: str, *, request_id: str | None = None) -> JsonResponse:
+    body = {"detail": detail}
+    if request_id:
+        body["requestId"] = request_id
     return JsonResponse(body, status=status)

@@ -10,4 +10,41 @@ BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=30),
         "options": {"expires": 25},
     },
+    # Backstop of the after-commit sealing of audit entries: links what a writer that died
+    # between commit and sealing left behind. The issue allows an entry to stay unlinked for
+    # "a few seconds"; every 5 s keeps the worst case there, and an idle run costs one query.
+    "audit.seal_chain": {
+        "task": "audit.seal_chain",
+        "schedule": timedelta(seconds=5),
+        "options": {"expires": 4},
+    },
+    # Signed head of the audit chain, so that cutting entries off its end is detectable. Daily,
+    # as the issue asks; at most a day of the newest entries is covered by the chain alone.
+    "audit.checkpoint": {
+        "task": "audit.checkpoint",
+        "schedule": timedelta(days=1),
+        "options": {"expires": 3600},
+    },
+    # Full verification of the audit chain and its checkpoints (HIPAA: examine the logs). Weekly:
+    # it reads every entry, minutes at tens of millions, and tampering stays detectable anyway.
+    "audit.verify_chain": {
+        "task": "audit.verify_chain",
+        "schedule": timedelta(days=7),
+        "options": {"expires": 6 * 3600},
+    },
+    # Retention: archive and purge entries older than AUDIT_RETENTION_DAYS. Daily keeps each run
+    # to one day's worth of entries.
+    "audit.archive_expired": {
+        "task": "audit.archive_expired",
+        "schedule": timedelta(days=1),
+        "options": {"expires": 6 * 3600},
+    },
+    # The ticket queue's counters grow by a delta row or two per ticket change; folding them
+    # every minute keeps each count a sum over a few thousand rows even at hundreds of
+    # changes a minute. A run with nothing to fold is one cheap query.
+    "tickets.compact_ticket_counts": {
+        "task": "tickets.compact_ticket_counts",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 50},
+    },
 }

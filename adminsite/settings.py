@@ -7,13 +7,18 @@ With ``DATABASE_URL`` / ``REDIS_URL`` unset, the project-local PostgreSQL and Re
 from __future__ import annotations
 
 import os
+import re
+import sys
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE
 
 from adminsite import env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# pytest-django imports settings before any conftest runs, so a test run is recognised here.
+TESTING = env.get_bool("ADMINSITE_TESTING", default="pytest" in sys.modules)
 
 DEBUG = env.get_bool("DEBUG", default=True)
 SECRET_KEY = env.get_str("SECRET_KEY", default="")
@@ -44,11 +49,17 @@ DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["TEST"] = {"NAME": env.get_str("TEST_DATABASE_NAME", default="test_adminsite")}
 
+# Every key this project puts in Redis (Celery queues, cache) starts with this prefix, so several
+# deployments can share one Redis. Each test process (pytest-xdist worker included) gets its own,
+# so parallel test runs never consume each other's tasks.
+_TEST_RUN = "_".join(filter(None, [DATABASES["default"]["TEST"]["NAME"], os.environ.get("PYTEST_XDIST_WORKER")]))
+REDIS_KEY_PREFIX = env.get_str("REDIS_KEY_PREFIX", default=f"{_TEST_RUN}:" if TESTING else "")
+
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": "adminsite",
+        "KEY_PREFIX": f"{REDIS_KEY_PREFIX}adminsite",
     }
 }
 
@@ -92,6 +103,8 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "hijack.middleware.HijackUserMiddleware",
+    # Who acts, from where, for every audit entry the request writes (after auth and hijack).
+    "audit.middleware.AuditContextMiddleware",
     "adminsite.middleware.ApiErrorMiddleware",
 ]
 
@@ -134,6 +147,12 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    # plotly.js from the installed plotly package, at /static/plotly/plotly.min.js (no CDN).
+    "adminsite.staticfinders.PlotlyFinder",
+]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -145,6 +164,8 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = DEBUG
+# In development files are found as they change, and staticfiles/ need not exist (no collectstatic).
+WHITENOISE_AUTOREFRESH = DEBUG
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -169,7 +190,7 @@ if not DEBUG:
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"],
-        "script-src": ["'self'", "'nonce'", "'unsafe-eval'"],  # plotly.js needs eval for some traces
+        "script-src": ["'self'", NONCE, "'unsafe-eval'"],  # plotly.js needs eval for some traces
         "style-src": ["'self'", "'unsafe-inline'"],  # plotly.js and htmx indicators set inline styles
         "img-src": ["'self'", "data:"],
         "font-src": ["'self'", "data:"],
@@ -214,10 +235,22 @@ STRIPE_API_BASE = env.get_str("STRIPE_API_BASE", default="")
 AUDIT_RETENTION_DAYS = env.get_int("AUDIT_RETENTION_DAYS", default=2557)  # 7 years
 AUDIT_LEGAL_HOLD = env.get_bool("AUDIT_LEGAL_HOLD", default=False)
 AUDIT_CHECKPOINT_KEY = env.get_str("AUDIT_CHECKPOINT_KEY", default="") or SECRET_KEY
+# Where the retention purge writes its archives (a persistent volume in production).
+AUDIT_ARCHIVE_DIR = env.get_str("AUDIT_ARCHIVE_DIR", default=str(BASE_DIR / ".devdata" / "audit-archive"))
+# audit_verify reports committed entries still unlinked after this long (sealing stopped).
+AUDIT_MAX_UNSEALED_SECONDS = env.get_int("AUDIT_MAX_UNSEALED_SECONDS", default=300)
+if AUDIT_RETENTION_DAYS < 1:
+    raise env.ImproperlyConfiguredError(f"AUDIT_RETENTION_DAYS must be at least 1, got {AUDIT_RETENTION_DAYS}")
+# django-auditlog writes its model diffs into our table, with our request ids.
+AUDITLOG_LOGENTRY_MODEL = "audit.AuditEntry"
+AUDITLOG_CID_GETTER = "audit.context.get_request_id"
 
 # --- celery -------------------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = REDIS_URL
+if REDIS_KEY_PREFIX:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX}
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -234,6 +267,17 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 WORKER_HEARTBEAT_MAX_AGE = env.get_int("WORKER_HEARTBEAT_MAX_AGE", default=90)
 
 # --- REST framework -----------------------------------------------------------------------
+# Throttle rates, "<count>/<second|minute|hour|day>" (DRF reads the first letter of the unit):
+# per signed-in user, and per client address for anonymous callers.
+API_THROTTLE_RATES = {
+    "user": env.get_str("API_THROTTLE_USER_RATE", default="6000/min"),
+    "anon": env.get_str("API_THROTTLE_ANON_RATE", default="120/min"),
+}
+for _scope, _rate in API_THROTTLE_RATES.items():
+    if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", _rate):
+        raise env.ImproperlyConfiguredError(
+            f"API_THROTTLE_{_scope.upper()}_RATE must look like '100/min' (count/second|minute|hour|day), got {_rate!r}"
+        )
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "adminsite.authentication.BearerTokenAuthentication",
@@ -246,11 +290,14 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "adminsite.api.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"user": "6000/min", "anon": "120/min"},
+    "DEFAULT_THROTTLE_RATES": API_THROTTLE_RATES,
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.UserRateThrottle",
-        "rest_framework.throttling.AnonRateThrottle",
+        "adminsite.api.UserRateThrottle",
+        "adminsite.api.AnonRateThrottle",
     ],
+    # The anonymous throttle keys on the client address: trust X-Forwarded-For only as far as
+    # our own proxies append to it, or a client could forge a fresh address per request.
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
@@ -265,6 +312,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.contrib.djangorestframework_camel_case.camelize_serializer_fields",
         "drf_spectacular.hooks.postprocess_schema_enums",
+        "adminsite.api.strip_trailing_slashes",
     ],
 }
 
@@ -290,5 +338,5 @@ LOGGING = {
     },
 }
 
-if os.environ.get("ADMINSITE_TESTING"):
+if TESTING:
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -2,9 +2,9 @@
 
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from adminsite import views
+from adminsite import api_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -13,10 +13,17 @@ urlpatterns = [
     path("readyz", views.readyz, name="readyz"),
     path("readyz/", views.readyz),
     path("accounts/", include("adminsite.accounts_urls")),
+    path("help/tickets/", include("tickets.help_urls")),
     # Console pages (each app adds its own include here, before the model admin).
+    path("admin/audit/", include("audit.urls")),
+    path("admin/support/", include("tickets.urls")),
     path("admin/", admin.site.urls),
-    # JSON API
+    # JSON API: every route matches with and without a trailing slash (re_path "/?$").
+    re_path(r"^api/admin/me/?$", api_views.me, name="api-me"),
+    path("api/admin/support/", include("tickets.urls_api")),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="api-schema"),
-    re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # The split view serves Swagger UI's start-up script from this same URL (?script), so the
+    # CSP needs no inline script.
+    re_path(r"^api/docs/?$", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("hijack/", include("hijack.urls")),
 ]

@@ -1,0 +1,245 @@
+"""The role/URL access matrix: who may open what, checked for every role in one place.
+
+Each section adds its pages and endpoints to ``URL_MATRIX`` (tests/adminsite/test_roles.py
+runs every row); a test can also check one URL on its own::
+
+    assert_access_matrix(client, "/admin/support/", allowed={"admin", "lead", "agent", "ops"})
+    assert_access_matrix(client, "/api/admin/monitoring/rules", allowed={"admin", "ops"},
+                         method="post", data={...}, status=201)
+
+Roles: admin, lead, agent, ops (staff, one per group of adminsite/roles.py), customer (a
+signed-in non-staff user) and anonymous. Allowed roles must get ``status`` (200 unless
+given). The others must be refused the standard way:
+
+    page (not under /api/)   anonymous -> redirect to a login page
+                             customer  -> redirect to a login page, or 403
+                             staff     -> 403
+    API (under /api/)        anonymous -> 401, everyone else -> 403
+
+``expect`` overrides the outcome for named roles: a status code, or a path the response must
+redirect to (e.g. staff opening a customer page are sent to /admin/).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.http import HttpResponse
+from django.urls import path
+
+from adminsite import roles
+from tests.factories import CustomerFactory, StaffFactory
+
+STAFF_ROLE_NAMES = {
+    "admin": roles.ADMIN,
+    "lead": roles.SUPPORT_LEAD,
+    "agent": roles.SUPPORT_AGENT,
+    "ops": roles.OPS,
+}
+ROLE_USERS = (*STAFF_ROLE_NAMES, "customer", "anonymous")
+STAFF = frozenset(STAFF_ROLE_NAMES)
+EVERYONE = frozenset(ROLE_USERS)
+SIGNED_IN = EVERYONE - {"anonymous"}
+
+LOGIN_PATHS = ("/admin/login/", "/accounts/login/")
+REDIRECTS = (301, 302, 303, 307, 308)
+
+
+@dataclass(frozen=True)
+class Access:
+    """One row of the matrix: ``url`` answered with ``status`` to ``allowed`` roles."""
+
+    url: str
+    allowed: frozenset[str] | set[str]
+    method: str = "get"
+    status: int = 200
+    data: dict | None = None
+    expect: Mapping[str, int | str] = field(default_factory=dict)
+
+    def __str__(self) -> str:  # the test id
+        return f"{self.method.upper()} {self.url}"
+
+
+URL_MATRIX: list[Access] = [
+    Access("/admin/", STAFF),
+    Access("/admin/data/", STAFF),
+    # Django's model admin: only roles holding auth's view_user permission.
+    Access("/admin/auth/user/", {"admin"}),
+    Access("/admin/panels/system/", STAFF),
+    Access("/accounts/", {"customer"}, expect=dict.fromkeys(STAFF, "/admin/")),
+]
+
+
+# The console sidebar each role must see once every section exists (adminsite/navigation.py
+# decides; this is the independent statement of what it should decide).
+SIDEBAR = {
+    "admin": ["Dashboard", "Support", "Monitoring", "Audit", "Impersonation", "Shop", "Jobs"],
+    "lead": ["Dashboard", "Support", "Audit", "Impersonation"],
+    "agent": ["Dashboard", "Support"],
+    "ops": ["Dashboard", "Support", "Monitoring", "Jobs"],
+}
+
+
+def expected_sidebar(role: str) -> list[str]:
+    """``SIDEBAR[role]`` less the sections not built yet: those whose page does not exist or
+    whose permission no model defines yet."""
+    from django.contrib.auth.models import Permission
+
+    from adminsite.navigation import NAVIGATION, url_exists
+
+    entries = {entry.label: entry for entry in NAVIGATION}
+    shown = []
+    for label in SIDEBAR[role]:
+        entry = entries[label]
+        if not url_exists(entry.url):
+            continue
+        if entry.permission:
+            app_label, codename = entry.permission.split(".", 1)
+            if not Permission.objects.filter(
+                content_type__app_label=app_label, codename=codename
+            ).exists():
+                continue
+        shown.append(label)
+    return shown
+
+
+def _section_page(request):
+    return HttpResponse(f"page at {request.path}")
+
+
+class URLConf:
+    """A URL map with stand-in pages at ``paths``, for tests of behaviour that depends on which
+    sections exist: ``settings.ROOT_URLCONF = URLConf("/admin/jobs/")``.
+
+    By default the stand-ins come before the whole project map. ``bare=True`` leaves out every
+    section other work has built: only sign-in, the API docs and the admin site remain, so
+    exactly the stand-ins exist besides the dashboard.
+    """
+
+    def __init__(self, *paths: str, bare: bool = False):
+        from django.contrib import admin
+        from django.urls import include
+
+        from adminsite.urls import urlpatterns
+
+        stand_ins = [path(p.lstrip("/"), _section_page) for p in paths]
+        if bare:
+            docs = next(p for p in urlpatterns if getattr(p, "name", None) == "api-docs")
+            base = [
+                path("accounts/", include("adminsite.accounts_urls")),
+                docs,
+                path("admin/", admin.site.urls),
+            ]
+        else:
+            base = list(urlpatterns)
+        self.urlpatterns = stand_ins + base
+
+
+def role_user(role: str):
+    """The user playing ``role`` in this test (made on first use), or None for anonymous."""
+    if role == "anonymous":
+        return None
+    if role not in ROLE_USERS:
+        raise ValueError(f"Unknown role {role!r}; the roles are {', '.join(ROLE_USERS)}.")
+    username = f"matrix-{role}"
+    existing = get_user_model().objects.filter(username=username).first()
+    if existing is not None:
+        return existing
+    if role == "customer":
+        return CustomerFactory(username=username)
+    return StaffFactory(username=username, role=STAFF_ROLE_NAMES[role])
+
+
+@pytest.fixture
+def role_users(db) -> dict:
+    """Every role's user: ``role_users["ops"]``; ``role_users["anonymous"]`` is None."""
+    return {role: role_user(role) for role in ROLE_USERS}
+
+
+def _is_api(url: str) -> bool:
+    return urlsplit(url).path.startswith("/api/")
+
+
+def expected_outcome(
+    role: str, *, url: str, allowed: Iterable[str], status: int, expect
+) -> int | str | tuple:
+    """What ``role`` must get: a status, a redirect path (str), or a tuple of acceptable ones."""
+    if role in expect:
+        return expect[role]
+    if role in allowed:
+        return status
+    if _is_api(url):
+        return 401 if role == "anonymous" else 403
+    if role == "anonymous":
+        return LOGIN_PATHS
+    if role == "customer":
+        return (*LOGIN_PATHS, 403)
+    return 403
+
+
+def _matches(response, outcome) -> bool:
+    if isinstance(outcome, tuple):
+        return any(_matches(response, one) for one in outcome)
+    if isinstance(outcome, int):
+        return response.status_code == outcome
+    if response.status_code not in REDIRECTS:
+        return False
+    return urlsplit(response["Location"]).path.startswith(outcome)
+
+
+def _describe(response) -> str:
+    if response.status_code in REDIRECTS:
+        return f"{response.status_code} -> {response['Location']}"
+    return str(response.status_code)
+
+
+def _describe_outcome(outcome) -> str:
+    if isinstance(outcome, tuple):
+        return " or ".join(_describe_outcome(one) for one in outcome)
+    return str(outcome) if isinstance(outcome, int) else f"redirect to {outcome}"
+
+
+def assert_access_matrix(
+    client,
+    url: str,
+    allowed: Iterable[str],
+    *,
+    method: str = "get",
+    status: int = 200,
+    data: dict | None = None,
+    expect: Mapping[str, int | str] | None = None,
+    roles_to_check: Iterable[str] = ROLE_USERS,
+) -> None:
+    """Request ``url`` as every role and assert each gets its expected answer; one failure
+    message lists every role that did not."""
+    allowed = set(allowed)
+    unknown = (allowed | set(expect or {})) - EVERYONE
+    if unknown:
+        raise ValueError(f"Unknown roles {sorted(unknown)}; the roles are {', '.join(ROLE_USERS)}.")
+    failures = []
+    for role in roles_to_check:
+        client.logout()
+        user = role_user(role)
+        if user is not None:
+            client.force_login(user)
+        kwargs = {}
+        if data is not None:
+            if _is_api(url):
+                kwargs = {"data": json.dumps(data), "content_type": "application/json"}
+            else:
+                kwargs = {"data": data}
+        response = getattr(client, method.lower())(url, **kwargs)
+        outcome = expected_outcome(
+            role, url=url, allowed=allowed, status=status, expect=expect or {}
+        )
+        if not _matches(response, outcome):
+            failures.append(
+                f"  {role:<9} expected {_describe_outcome(outcome)}, got {_describe(response)}"
+            )
+    client.logout()
+    assert not failures, f"{method.upper()} {url}:\n" + "\n".join(failures)
