@@ -51,7 +51,8 @@ $(STAMP): pyproject.toml | $(PY)
 	@echo "Installing dependencies from pyproject.toml into $(VENV)"
 	@$(PY) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
 		print("\n".join(p["dependencies"] + p["optional-dependencies"]["dev"]))' > $(VENV)/requirements.txt
-	@$(PY) -m pip install --progress-bar off -r $(VENV)/requirements.txt
+	@$(PY) -m pip install --progress-bar off -r $(VENV)/requirements.txt \
+		| { grep -v '^Requirement already satisfied' || true; }
 	@touch $@
 
 bootstrap: $(STAMP) ## create .venv and install the dependencies when pyproject.toml changed
@@ -103,7 +104,7 @@ chromium:
 	@if [ ! -x /usr/bin/chromium ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "Installing chromium for the browser tests"; \
-			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-liberation; \
 		else \
 			echo "warning: /usr/bin/chromium is missing; the browser tests need it (apt-get install chromium)" >&2; \
 		fi; \
