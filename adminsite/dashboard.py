@@ -184,3 +184,25 @@ register_panel(
         icon="inbox",
     )
 )
+
+
+# --- the Impersonation panel -----------------------------------------------------------------
+
+
+def impersonation_context(request) -> dict:
+    from impersonation.queries import panel_context
+
+    return panel_context()
+
+
+register_panel(
+    Panel(
+        key="impersonation",
+        title="Impersonation",
+        permission="impersonation.view_impersonationsession",
+        template="impersonation/panels/active.html",
+        context=impersonation_context,
+        link="/admin/impersonation/",
+        icon="user-switch",
+    )
+)

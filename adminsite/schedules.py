@@ -39,6 +39,15 @@ BEAT_SCHEDULE = {
         "schedule": timedelta(days=1),
         "options": {"expires": 6 * 3600},
     },
+    # Impersonations past their time limit (or whose staff member lost the permission) are
+    # refused at their next request anyway; this closes the record of those whose browser
+    # never came back. Every minute keeps a recorded end within a minute of the 30-minute
+    # limit; a run with nothing running is one query.
+    "impersonation.expire_sessions": {
+        "task": "impersonation.expire_sessions",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 50},
+    },
     # The ticket queue's counters grow by a delta row or two per ticket change; folding them
     # every minute keeps each count a sum over a few thousand rows even at hundreds of
     # changes a minute. A run with nothing to fold is one cheap query.

@@ -105,6 +105,9 @@ MIDDLEWARE = [
     "hijack.middleware.HijackUserMiddleware",
     # Who acts, from where, for every audit entry the request writes (after auth and hijack).
     "audit.middleware.AuditContextMiddleware",
+    # Polices a running impersonation on every request: time limit, the staff member's rights,
+    # blocked actions, pages visited, the banner (after audit, so refusals are recorded).
+    "impersonation.middleware.ImpersonationMiddleware",
     "adminsite.middleware.ApiErrorMiddleware",
 ]
 
@@ -317,8 +320,20 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- hijack (impersonation mechanics) -----------------------------------------------------
-HIJACK_PERMISSION_CHECK = "hijack.permissions.superusers_and_staff"
+# hijack's own views are not routed (impersonation/views.py is the one way in); should anything
+# still ask hijack whether a switch is allowed, it gets our policy's answer.
+HIJACK_PERMISSION_CHECK = "impersonation.policy.hijack_permission_check"
 HIJACK_INSERT_BEFORE = None  # our own banner is rendered by the layout
+
+# --- impersonation ------------------------------------------------------------------------
+# Server-side limit of one impersonation; the session ends by itself after it.
+IMPERSONATION_MAX_MINUTES = env.get_int("IMPERSONATION_MAX_MINUTES", default=30)
+if not 1 <= IMPERSONATION_MAX_MINUTES <= 480:
+    raise env.ImproperlyConfiguredError(
+        f"IMPERSONATION_MAX_MINUTES must be between 1 and 480 minutes, got {IMPERSONATION_MAX_MINUTES}"
+    )
+# Email the customer that support accessed their account (sent by a Celery task).
+IMPERSONATION_NOTIFY_CUSTOMER = env.get_bool("IMPERSONATION_NOTIFY_CUSTOMER", default=False)
 
 # --- logging ------------------------------------------------------------------------------
 LOG_LEVEL = env.get_str("LOG_LEVEL", default="INFO")

@@ -17,6 +17,7 @@ urlpatterns = [
     # Console pages (each app adds its own include here, before the model admin).
     path("admin/audit/", include("audit.urls")),
     path("admin/support/", include("tickets.urls")),
+    path("admin/impersonation/", include("impersonation.urls")),
     path("admin/", admin.site.urls),
     # JSON API: every route matches with and without a trailing slash (re_path "/?$").
     re_path(r"^api/admin/me/?$", api_views.me, name="api-me"),
@@ -25,5 +26,4 @@ urlpatterns = [
     # The split view serves Swagger UI's start-up script from this same URL (?script), so the
     # CSP needs no inline script.
     re_path(r"^api/docs/?$", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
-    path("hijack/", include("hijack.urls")),
 ]

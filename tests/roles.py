@@ -72,6 +72,45 @@ URL_MATRIX: list[Access] = [
     Access("/admin/auth/user/", {"admin"}),
     Access("/admin/panels/system/", STAFF),
     Access("/accounts/", {"customer"}, expect=dict.fromkeys(STAFF, "/admin/")),
+    # Support: every staff role reads the queue; changes need a role that works tickets (Ops
+    # is read-only). An empty POST passes the permission gate and is refused as bad input.
+    # Pages of one ticket are in tests/tickets/test_views.py (they need a ticket).
+    Access("/admin/support/", STAFF),
+    Access("/admin/support/?status=all&ordering=-updatedAt", STAFF),
+    Access("/admin/support/999999/", STAFF, status=404),
+    Access("/admin/support/bulk/", STAFF - {"ops"}, method="post", data={}, status=400),
+    Access("/admin/support/views/", STAFF - {"ops"}, method="post", data={}, status=400),
+    # Customer help pages: staff are sent to the console's page for the same thing.
+    Access("/help/tickets/", {"customer"}, expect=dict.fromkeys(STAFF, "/admin/support/")),
+    Access("/help/tickets/new/", {"customer"}, expect=dict.fromkeys(STAFF, "/admin/support/")),
+    Access(
+        "/help/tickets/new/",
+        {"customer"},
+        method="post",
+        data={},
+        status=400,
+        expect=dict.fromkeys(STAFF, "/admin/support/"),
+    ),
+    Access(
+        "/help/tickets/999999/",
+        {"customer"},
+        status=404,
+        expect=dict.fromkeys(STAFF, "/admin/support/999999/"),
+    ),
+    # Impersonation: Admin and Support Lead read the sessions and may start one (an empty
+    # POST passes the permission gate and is refused as bad input); ending someone else's
+    # session is checked per session in tests/impersonation/test_views.py. Stop is for
+    # whoever is impersonating, who is signed in as the customer: everyone else who is
+    # signed in is told there is nothing to stop.
+    Access("/admin/impersonation/", {"admin", "lead"}),
+    Access("/admin/impersonation/?status=ended&end_reason=expired", {"admin", "lead"}),
+    Access("/admin/impersonation/999999/", {"admin", "lead"}, status=404),
+    Access("/admin/impersonation/start", {"admin", "lead"}, method="post", data={}, status=400),
+    Access(
+        "/admin/impersonation/999999/end", {"admin", "lead"}, method="post", data={}, status=404
+    ),
+    Access("/admin/impersonation/stop", SIGNED_IN, method="post", data={}, status=400),
+    Access("/admin/panels/impersonation/", {"admin", "lead"}),
 ]
 
 
