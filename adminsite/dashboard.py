@@ -206,3 +206,30 @@ register_panel(
         icon="user-switch",
     )
 )
+
+
+# --- the Monitoring panel --------------------------------------------------------------------
+
+
+def monitoring_context(request) -> dict:
+    from monitoring import queries
+
+    checks = queries.health_checks()
+    return {
+        "checks": checks,
+        "overall": queries.overall(checks),
+        "problem_count": sum(1 for check in checks if check["health"] != "healthy"),
+    }
+
+
+register_panel(
+    Panel(
+        key="monitoring",
+        title="Monitoring",
+        permission="monitoring.view_metric",
+        template="monitoring/panels/monitoring.html",
+        context=monitoring_context,
+        link="/admin/monitoring/",
+        icon="activity",
+    )
+)

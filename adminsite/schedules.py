@@ -56,4 +56,43 @@ BEAT_SCHEDULE = {
         "schedule": timedelta(minutes=1),
         "options": {"expires": 50},
     },
+    # Moves buffered metric points from Redis into PostgreSQL. Every 2 s keeps charts and the
+    # alerting that reads them within seconds of a track_metric call, and keeps the stream
+    # short; an idle run is one XRANGE and two small queries.
+    "monitoring.flush_metrics": {
+        "task": "monitoring.flush_metrics",
+        "schedule": timedelta(seconds=2),
+        "options": {"expires": 2},
+    },
+    # Raw point partitions: created three days ahead and dropped past the retention. Hourly
+    # although one run a day would do, so a missed run never leaves a day without a partition.
+    "monitoring.maintain_partitions": {
+        "task": "monitoring.maintain_partitions",
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 3000},
+    },
+    # Rollups are kept a year; deleting daily keeps each run to one day of minutes.
+    "monitoring.purge_rollups": {
+        "task": "monitoring.purge_rollups",
+        "schedule": timedelta(days=1),
+        "options": {"expires": 6 * 3600},
+    },
+    # CPU, memory, disk every 15 s: fine enough for one-minute chart buckets (four samples).
+    "monitoring.collect_system": {
+        "task": "monitoring.collect_system",
+        "schedule": timedelta(seconds=15),
+        "options": {"expires": 14},
+    },
+    # Queue depth every 15 s: a backlog shows within a chart bucket; one LLEN per queue.
+    "monitoring.collect_queue_depth": {
+        "task": "monitoring.collect_queue_depth",
+        "schedule": timedelta(seconds=15),
+        "options": {"expires": 14},
+    },
+    # Active users (signed in within 15 minutes) change slowly: once a minute, one COUNT.
+    "monitoring.collect_active_users": {
+        "task": "monitoring.collect_active_users",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 50},
+    },
 }

@@ -111,6 +111,13 @@ URL_MATRIX: list[Access] = [
     ),
     Access("/admin/impersonation/stop", SIGNED_IN, method="post", data={}, status=400),
     Access("/admin/panels/impersonation/", {"admin", "lead"}),
+    # Monitoring: Ops and Admin. An empty object passes the permission gate of the ingestion
+    # API and is refused as bad input (the body must be a list).
+    Access("/api/admin/monitoring/metrics", {"admin", "ops"}, method="post", data={}, status=400),
+    Access("/admin/monitoring/", {"admin", "ops"}),
+    Access("/admin/monitoring/?range=7d", {"admin", "ops"}),
+    Access("/admin/monitoring/explorer/?metric=api_latency_ms", {"admin", "ops"}),
+    Access("/admin/panels/monitoring/", {"admin", "ops"}),
 ]
 
 

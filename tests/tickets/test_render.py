@@ -1,0 +1,166 @@
+"""The queue's rows and the ticket's thread are built in Python (tickets_ui.queue_rows and
+comment_thread) for speed; they must give the markup the template loops they replaced gave.
+Each test renders the original loop and the tag over the same tickets or comments, with
+values that need escaping, and compares them (whitespace between tags aside)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.contrib.auth.backends import ModelBackend
+from django.http import QueryDict
+from django.template import engines
+from django.utils import timezone
+
+from adminsite import roles
+from tests.factories import CustomerFactory, StaffFactory
+from tickets import queries, services
+from tickets.api import load_permissions
+from tickets.filters import parse_filters
+from tickets.models import Comment, Priority, Ticket
+
+QUEUE_LOOP = """{% load console tickets_ui %}{% for ticket in tickets %}
+{% with sla=ticket|sla_state %}
+<tr data-ticket="{{ ticket.pk }}" class="priority-{{ ticket.priority }}">
+  <td class="col-check">{% if can_work %}<input type="checkbox" name="ticket" value="{{ ticket.pk }}" aria-label="Select #{{ ticket.ticket_number }}">{% endif %}</td>
+  <td class="col-num mono"><a class="num-link" href="{% url 'tickets:ticket' ticket.pk %}">#{{ ticket.ticket_number }}</a></td>
+  <td class="col-subject">
+    <a class="row-link" href="{% url 'tickets:ticket' ticket.pk %}" title="{{ ticket.subject }}">{{ ticket.subject }}</a>
+    {% for tag in ticket.tags|slice:":3" %}<span class="tag">{{ tag }}</span>{% endfor %}
+  </td>
+  <td class="col-person"><span class="truncate" title="{{ ticket.requester.email }}">{{ ticket.requester|user_label }}</span></td>
+  <td class="col-category muted">{{ ticket.category.name }}</td>
+  <td>{% include "includes/badge.html" with kind="status" value=ticket.status label=ticket.get_status_display %}</td>
+  <td>{% include "includes/badge.html" with kind="priority" value=ticket.priority label=ticket.get_priority_display %}</td>
+  <td class="col-person">{% if ticket.assignee %}<span class="person"><span class="avatar avatar-xs" aria-hidden="true">{{ ticket.assignee|initials }}</span><span class="truncate">{{ ticket.assignee|user_label }}</span></span>{% else %}<span class="muted">Unassigned</span>{% endif %}</td>
+  <td class="col-sla" title="{{ sla.title }}">{% if sla.label %}<span class="sla sla-{{ sla.tone|default:'ok' }}">{% icon "clock" %}{{ sla.label }}</span>{% else %}<span class="muted">—</span>{% endif %}</td>
+  <td class="col-updated muted nowrap" title="{{ ticket.updated_at|date:'j M Y H:i T' }}">{{ ticket.updated_at|ago }}</td>
+</tr>
+{% endwith %}
+{% endfor %}"""
+
+THREAD_LOOP = """{% load console tickets_ui %}{% for comment in comments %}
+<li class="comment{% if comment.is_internal %} comment-internal{% elif comment.author.is_staff %} comment-staff{% else %} comment-customer{% endif %}{% if comment.pk == new_comment_id %} is-new{% endif %}"
+    id="comment-{{ comment.pk }}" data-comment="{{ comment.pk }}" data-internal="{{ comment.is_internal|yesno:'true,false' }}"
+    style="--depth: {{ comment.depth }}">
+  <header class="comment-head">
+    <span class="avatar{% if comment.author.is_staff %} avatar-staff{% endif %}" aria-hidden="true">{{ comment.author|initials }}</span>
+    <span class="comment-author">{{ comment.author|user_label }}</span>
+    {% if comment.author.is_staff %}<span class="role-chip">Staff</span>{% else %}<span class="role-chip role-customer">Customer</span>{% endif %}
+    {% if comment.is_internal %}<span class="internal-label" data-testid="internal-label">{% icon "lock" %}Internal note · staff only</span>{% endif %}
+    {% if comment.merged_from %}<span class="muted small">from #{{ comment.merged_from.ticket_number }}</span>{% endif %}
+    <span class="comment-time" title="{{ comment.created_at|date:'j M Y H:i T' }}">{{ comment.created_at|ago }}</span>
+    {% if can_comment %}<a class="comment-reply" href="{% url 'tickets:ticket' ticket.pk %}?reply_to={{ comment.pk }}#composer" data-reply-to="{{ comment.pk }}" data-reply-name="{{ comment.author|user_label }}">Reply</a>{% endif %}
+  </header>
+  <div class="comment-body">{{ comment.body|linebreaksbr }}</div>
+</li>
+{% empty %}
+<li class="thread-empty muted">No replies yet.</li>
+{% endfor %}"""
+
+
+def _normal(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r">\s+<", "><", html)).strip()
+
+
+def _render(source: str, **context) -> str:
+    return engines["django"].from_string(source).render(context)
+
+
+@pytest.fixture
+def tricky_agent(db):
+    return StaffFactory(role=roles.SUPPORT_AGENT, first_name="Zoë <b>", last_name="O'Neil & co")
+
+
+def test_queue_rows_give_the_markup_of_the_template_loop(make_ticket, agent, tricky_agent):
+    requester = CustomerFactory(first_name='Ann "Q"', last_name="<script>", email="a&b@x.test")
+    make_ticket(subject='Sync <fails> & "loops"', requester=requester, tags=("a.b", "vip", "x", "y"))
+    make_ticket(subject="Billing question", category="billing", assignee=tricky_agent)
+    urgent = make_ticket(subject="Outage", priority=Priority.URGENT, assignee=agent)
+    old = make_ticket(subject="Old one", status="pending", assignee=agent)
+    now = timezone.now()
+    # SLA states: breached, overdue, due soon, and an update too old for "ago" (a date).
+    Ticket.objects.filter(pk=urgent.pk).update(
+        first_response_due_at=now - dt.timedelta(hours=2), sla_breached=True
+    )
+    Ticket.objects.filter(pk=old.pk).update(
+        resolution_due_at=now + dt.timedelta(minutes=30),
+        updated_at=now - dt.timedelta(days=40),
+    )
+    filters = parse_filters(QueryDict(""), user=agent)
+    tickets = queries.queue_page(user=agent, filters=filters).tickets
+    assert len(tickets) == 4
+    for can_work in (True, False):
+        expected = _render(QUEUE_LOOP, tickets=tickets, can_work=can_work)
+        got = _render(
+            "{% load tickets_ui %}{% queue_rows tickets can_work %}",
+            tickets=tickets,
+            can_work=can_work,
+        )
+        assert _normal(got) == _normal(expected)
+    assert "Sync &lt;fails&gt; &amp; &quot;loops&quot;" in got
+    assert "<script>" not in got
+
+
+def test_comment_thread_gives_the_markup_of_the_template_loop(
+    make_ticket, agent, tricky_agent, customer
+):
+    ticket = make_ticket(subject="Threaded", assignee=agent)
+    first = services.add_comment(actor=agent, ticket=ticket, body="Line one\r\nLine <two> & 'three'")
+    services.add_comment(actor=tricky_agent, ticket=ticket, body="Note\nfor staff", is_internal=True)
+    reply = services.add_comment(actor=customer, ticket=ticket, body="Thanks", parent=first)
+    Comment.objects.filter(pk=first.pk).update(created_at=timezone.now() - dt.timedelta(days=400))
+    comments = queries.comments_for(ticket, include_internal=True)
+    assert [c.depth for c in comments] == [0, 1, 0]
+    for can_comment, new_id in ((True, reply.pk), (False, None)):
+        context = {
+            "comments": comments,
+            "ticket": ticket,
+            "can_comment": can_comment,
+            "new_comment_id": new_id,
+        }
+        expected = _render(THREAD_LOOP, **context)
+        got = _render(
+            "{% load tickets_ui %}{% comment_thread comments ticket=ticket can_comment=can_comment"
+            " new_comment_id=new_comment_id %}",
+            **context,
+        )
+        assert _normal(got) == _normal(expected)
+    assert "Line one<br>Line &lt;two&gt; &amp; &#x27;three&#x27;" in got
+    empty = _render(
+        "{% load tickets_ui %}{% comment_thread comments ticket=ticket can_comment=True %}",
+        comments=[],
+        ticket=ticket,
+    )
+    assert _normal(empty) == _normal(_render(THREAD_LOOP, comments=[], ticket=ticket))
+
+
+def test_pk_url_matches_reverse(make_ticket):
+    ticket = make_ticket()
+    for name in ("tickets:ticket", "tickets:status", "tickets:comment", "tickets:presence"):
+        got = _render("{% load tickets_ui %}{{ pk|pk_url:name }}", pk=ticket.pk, name=name)
+        expected = _render("{% url name pk %}", pk=ticket.pk, name=name)
+        assert got == expected
+
+
+def test_load_permissions_gives_what_model_backend_loads(db, agent, django_assert_num_queries):
+    extra = Permission.objects.get(codename="view_logentry", content_type__app_label="admin")
+    agent.user_permissions.add(extra)  # one direct permission besides the role's group ones
+    fresh = type(agent).objects.get(pk=agent.pk)
+    with django_assert_num_queries(1):
+        load_permissions(fresh)
+        assert fresh.has_perm("tickets.view_ticket")
+        assert fresh.has_perm("admin.view_logentry")
+        assert not fresh.has_perm("tickets.delete_category")
+    expected = ModelBackend().get_all_permissions(type(agent).objects.get(pk=agent.pk))
+    assert fresh._perm_cache == expected
+
+
+def test_fixed_url_matches_the_url_tag(rf):
+    request = rf.get("/admin/support/")
+    for name in ("admin:index", "admin:logout", "tickets:queue", "api-docs"):
+        got = _render("{% load console %}{% fixed_url name %}", name=name, request=request)
+        assert got == _render("{% url name %}", name=name, request=request)

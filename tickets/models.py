@@ -1,0 +1,403 @@
+"""Support tickets: the schema, its indexes and small read helpers.
+
+Writes go through :mod:`tickets.services`; shared reads live in :mod:`tickets.queries`.
+The full-text search vector and the ticket-number sequence are kept by PostgreSQL itself
+(see migrations 0001/0002): the vector by triggers over subject, description and comment
+bodies, the number by the sequence ``tickets_ticket_number_seq``.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVectorField
+from django.db import models
+from django.db.models import Case, F, Func, Q, Value, When
+from django.db.models.functions import Least
+from django.utils import timezone
+
+TICKET_NUMBER_SEQUENCE = "tickets_ticket_number_seq"
+SUBJECT_MAX_LENGTH = 200
+# Long enough for a pasted log excerpt, short enough to keep rows and emails sane.
+BODY_MAX_LENGTH = 20_000
+TAG_MAX_LENGTH = 50
+MAX_TAGS = 20
+
+
+class Status(models.TextChoices):
+    NEW = "new", "New"
+    OPEN = "open", "Open"
+    PENDING = "pending", "Pending"
+    ON_HOLD = "on_hold", "On hold"
+    RESOLVED = "resolved", "Resolved"
+    CLOSED = "closed", "Closed"
+
+
+class Priority(models.TextChoices):
+    LOW = "low", "Low"
+    NORMAL = "normal", "Normal"
+    HIGH = "high", "High"
+    URGENT = "urgent", "Urgent"
+
+
+class Channel(models.TextChoices):
+    WEB = "web", "Web"
+    API = "api", "API"
+    EMAIL = "email", "Email"
+
+
+# Work still to do. The tuple's order matters: partial indexes use exactly this list, and the
+# planner proves a query's ``status IN (...)`` implies an index predicate most easily when the
+# two lists are written the same way (queries.py always filters with this tuple).
+ACTIVE_STATUSES: tuple[str, ...] = (Status.NEW, Status.OPEN, Status.PENDING, Status.ON_HOLD)
+DONE_STATUSES: tuple[str, ...] = (Status.RESOLVED, Status.CLOSED)
+ACTIVE = Q(status__in=ACTIVE_STATUSES)
+
+PRIORITY_RANK = {Priority.LOW: 1, Priority.NORMAL: 2, Priority.HIGH: 3, Priority.URGENT: 4}
+
+
+class NextVal(Func):
+    """``nextval('<sequence>')`` as a column default."""
+
+    function = "nextval"
+
+    def __init__(self, sequence: str, **extra):
+        super().__init__(Value(sequence), output_field=models.BigIntegerField(), **extra)
+
+
+class Category(models.Model):
+    """What a ticket is about. Admins add categories; the API names them by slug."""
+
+    slug = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=100)
+    description = models.CharField(max_length=300, blank=True)
+    is_active = models.BooleanField(
+        default=True,
+        help_text="Inactive categories are kept on old tickets but not offered for new ones.",
+    )
+    position = models.PositiveSmallIntegerField(
+        default=100, help_text="Order in pickers, lowest first."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["position", "name"]
+        verbose_name_plural = "categories"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TicketQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(ACTIVE)
+
+    def visible_to(self, user):
+        """Tickets ``user`` may read: all for staff allowed to view tickets, own ones for a
+        customer, none for anyone else."""
+        if not (user and user.is_authenticated and user.is_active):
+            return self.none()
+        if user.is_staff:
+            return self if user.has_perm("tickets.view_ticket") else self.none()
+        return self.filter(requester=user)
+
+
+class TicketManager(models.Manager.from_queryset(TicketQuerySet)):
+    # The search vector can be tens of kilobytes per ticket and is only ever used inside
+    # SQL (``@@``); never fetch it into Python.
+    def get_queryset(self):
+        return super().get_queryset().defer("search_vector")
+
+
+class Ticket(models.Model):
+    ticket_number = models.BigIntegerField(
+        unique=True,
+        editable=False,
+        db_default=NextVal(TICKET_NUMBER_SEQUENCE),
+        help_text="Human-friendly number, shown as #1042.",
+    )
+    subject = models.CharField(max_length=SUBJECT_MAX_LENGTH)
+    description = models.TextField(max_length=BODY_MAX_LENGTH)
+    category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="tickets")
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.NORMAL)
+    priority_rank = models.GeneratedField(
+        expression=Case(
+            *(When(priority=value, then=Value(rank)) for value, rank in PRIORITY_RANK.items()),
+            default=Value(0),
+        ),
+        output_field=models.SmallIntegerField(),
+        db_persist=True,
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.NEW)
+    channel = models.CharField(max_length=10, choices=Channel.choices, default=Channel.WEB)
+    requester = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="requested_tickets"
+    )
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="assigned_tickets",
+    )
+    tags = ArrayField(models.CharField(max_length=TAG_MAX_LENGTH), default=list, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    first_responded_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    merged_into = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="merged_tickets"
+    )
+
+    # SLA state, computed and stored by the SLA engine so lists can sort and filter by it.
+    first_response_due_at = models.DateTimeField(null=True, blank=True)
+    resolution_due_at = models.DateTimeField(null=True, blank=True)
+    sla_paused_at = models.DateTimeField(null=True, blank=True)
+    sla_first_response_warning = models.BooleanField(default=False)
+    sla_resolution_warning = models.BooleanField(default=False)
+    sla_breached = models.BooleanField(default=False)
+    # The earliest deadline still running: the first-response due time until someone
+    # answered, then the resolution due time. "Next due" sorting walks an index on it.
+    next_due_at = models.GeneratedField(
+        expression=Case(
+            When(
+                first_responded_at__isnull=True,
+                then=Least(F("first_response_due_at"), F("resolution_due_at")),
+            ),
+            default=F("resolution_due_at"),
+        ),
+        output_field=models.DateTimeField(),
+        db_persist=True,
+    )
+
+    search_vector = SearchVectorField(null=True, editable=False)
+
+    objects = TicketManager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("reopen_closed_ticket", "Can reopen a closed ticket")]
+        indexes = [
+            # The queue's default view: active tickets, most urgent first, oldest first.
+            models.Index(
+                F("priority_rank").desc(),
+                "created_at",
+                "id",
+                name="ticket_active_priority",
+                condition=ACTIVE,
+            ),
+            models.Index(
+                "assignee",
+                F("priority_rank").desc(),
+                "created_at",
+                "id",
+                name="ticket_active_assignee",
+                condition=ACTIVE,
+            ),
+            models.Index("next_due_at", "id", name="ticket_active_next_due", condition=ACTIVE),
+            models.Index(
+                F("updated_at").desc(),
+                F("id").desc(),
+                name="ticket_active_updated",
+                condition=ACTIVE,
+            ),
+            models.Index(
+                "id", name="ticket_active_breached", condition=ACTIVE & Q(sla_breached=True)
+            ),
+            # Whole-table orderings (API default, created-range filters, archive views).
+            models.Index(F("created_at").desc(), F("id").desc(), name="ticket_created"),
+            models.Index(F("updated_at").desc(), F("id").desc(), name="ticket_updated"),
+            models.Index(F("priority_rank").desc(), "created_at", "id", name="ticket_priority"),
+            models.Index("requester", F("created_at").desc(), name="ticket_requester_created"),
+            models.Index("category", "status", name="ticket_category_status"),
+            GinIndex(fields=["tags"], name="ticket_tags"),
+            GinIndex(fields=["search_vector"], name="ticket_search"),
+            # Searching the working set (the queue's default scope) reads only active tickets.
+            GinIndex(fields=["search_vector"], name="ticket_active_search", condition=ACTIVE),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=Status.values), name="ticket_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(priority__in=Priority.values), name="ticket_priority_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(channel__in=Channel.values), name="ticket_channel_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(merged_into=F("id")), name="ticket_not_merged_into_self"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.ticket_number} {self.subject}"
+
+    @property
+    def number_display(self) -> str:
+        return f"#{self.ticket_number}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+
+class TicketCount(models.Model):
+    """How many tickets have each combination of the queue's facets — status, priority,
+    category, assignee (0 for none) and SLA breach — so the statistics cards and the page
+    count of any facet filter are a sum over a few thousand rows instead of a count over a
+    million tickets.
+
+    Kept by PostgreSQL triggers on tickets_ticket (migration 0003), in the same transaction as
+    the change, so counts are exact for every reader. Writers only append delta rows (+n/-n),
+    so concurrent changes never wait on one another's counter rows; ``compact_ticket_counts``
+    (a Celery beat task every minute) folds the deltas into one row per combination.
+    """
+
+    status = models.CharField(max_length=10)
+    priority = models.CharField(max_length=10)
+    category = models.ForeignKey(
+        Category, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    assignee_key = models.BigIntegerField(help_text="The assignee's user id, 0 when unassigned.")
+    sla_breached = models.BooleanField()
+    n = models.BigIntegerField()
+
+    class Meta:
+        indexes = [
+            models.Index(
+                "status",
+                "priority",
+                "category",
+                "assignee_key",
+                "sla_breached",
+                name="ticket_count_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.status}/{self.priority}/{self.category_id}/{self.assignee_key}/{self.sla_breached}: {self.n}"
+
+
+class Comment(models.Model):
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ticket_comments"
+    )
+    body = models.TextField(max_length=BODY_MAX_LENGTH)
+    is_internal = models.BooleanField(
+        default=False, help_text="Internal notes are seen by staff only."
+    )
+    # No reverse accessor: queries.comments_for builds a thread in one query and sets
+    # ``replies`` on each comment itself.
+    parent = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # Set when a merge moved this comment here from a duplicate ticket.
+    merged_from = models.ForeignKey(
+        Ticket, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index("ticket", "created_at", "id", name="comment_ticket_created"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=~Q(parent=F("id")), name="comment_not_own_parent"),
+        ]
+
+    def __str__(self) -> str:
+        kind = "Internal note" if self.is_internal else "Comment"
+        return f"{kind} {self.pk} on ticket {self.ticket_id}"
+
+
+class EventKind(models.TextChoices):
+    CREATED = "created", "Created"
+    STATUS = "status", "Status changed"
+    PRIORITY = "priority", "Priority changed"
+    ASSIGNEE = "assignee", "Assignee changed"
+    CATEGORY = "category", "Category changed"
+    SUBJECT = "subject", "Subject changed"
+    TAGS = "tags", "Tags changed"
+    MERGED_INTO = "merged_into", "Merged into another ticket"
+    MERGED_FROM = "merged_from", "Another ticket merged in"
+
+
+class TicketEvent(models.Model):
+    """One line of a ticket's timeline. Values are stored as the text shown at the time
+    (a username, a category name), so the timeline reads the same after renames."""
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=20, choices=EventKind.choices)
+    from_value = models.CharField(max_length=300, blank=True)
+    to_value = models.CharField(max_length=300, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index("ticket", "created_at", "id", name="event_ticket_created")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} on ticket {self.ticket_id}"
+
+
+class CannedReply(models.Model):
+    """A staff-managed snippet agents insert into the comment form."""
+
+    title = models.CharField(max_length=100, unique=True)
+    body = models.TextField(max_length=BODY_MAX_LENGTH)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["title"]
+        verbose_name_plural = "canned replies"
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class SavedView(models.Model):
+    """A named queue filter a user keeps; ``query_string`` is the queue URL's query."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_ticket_views"
+    )
+    name = models.CharField(max_length=60)
+    query_string = models.CharField(max_length=1000, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint("user", "name", name="saved_view_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EmailNotification(models.Model):
+    """One email sent about a ticket. The unique ``key`` makes each send idempotent: a task
+    retried after a crash finds its key and does not mail twice."""
+
+    key = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=20)
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="notifications")
+    recipient = models.EmailField()
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-sent_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} to {self.recipient}"

@@ -1,0 +1,50 @@
+"""Celery entry points for ticket emails: ids in, look up, call a service.
+
+Each is idempotent (services record a key per email sent), so a retry or a duplicate
+delivery never mails twice. SMTP and network errors retry with backoff.
+"""
+
+from __future__ import annotations
+
+from smtplib import SMTPException
+
+from celery import shared_task
+
+from tickets import services
+
+_MAIL_RETRY = {
+    "autoretry_for": (SMTPException, OSError),
+    "retry_backoff": 30,
+    "retry_backoff_max": 600,
+    "retry_jitter": True,
+    "max_retries": 8,
+    "time_limit": 60,
+    "soft_time_limit": 45,
+    "ignore_result": True,
+}
+
+
+@shared_task(name="tickets.send_reply_email", **_MAIL_RETRY)
+def send_reply_email(comment_id: int) -> None:
+    """A staff member replied publicly: mail the reply to the requester."""
+    services.send_reply_email(comment_id=comment_id)
+
+
+@shared_task(name="tickets.send_resolved_email", **_MAIL_RETRY)
+def send_resolved_email(ticket_id: int, event_id: int) -> None:
+    """A ticket was resolved: tell the requester."""
+    services.send_resolved_email(ticket_id=ticket_id, event_id=event_id)
+
+
+@shared_task(name="tickets.send_assignment_email", **_MAIL_RETRY)
+def send_assignment_email(ticket_id: int, assignee_id: int, event_id: int) -> None:
+    """A ticket was assigned to someone other than the assigner: tell the assignee."""
+    services.send_assignment_email(ticket_id=ticket_id, assignee_id=assignee_id, event_id=event_id)
+
+
+@shared_task(
+    name="tickets.compact_ticket_counts", time_limit=120, soft_time_limit=100, ignore_result=True
+)
+def compact_ticket_counts() -> None:
+    """Fold the queue counters' delta rows so counting stays a sum over few rows."""
+    services.compact_ticket_counts()
