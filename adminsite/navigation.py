@@ -4,7 +4,10 @@ once its page exists (the URL resolves), since sections land one at a time."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.urls import Resolver404, resolve
 
 
@@ -40,12 +43,16 @@ NAVIGATION = [
 ]
 
 
+@lru_cache(maxsize=64)
 def url_exists(path: str) -> bool:
     """Whether ``path`` is served by a page of its own. Two model admin views match section
     paths without being those sections: the catch-all (every path under /admin/, so anonymous
     users are sent to the login page rather than shown a 404) and an app's model index
     (/admin/audit/ lists the audit app's models until the Audit page is included before the
-    model admin)."""
+    model admin).
+
+    The URL configuration is fixed for the life of a process, so each answer is computed once
+    (every console page asks for each sidebar entry); changing ROOT_URLCONF forgets them."""
     try:
         match = resolve(path)
     except Resolver404:
@@ -53,6 +60,12 @@ def url_exists(path: str) -> bool:
     if getattr(match.func, "__name__", "") == "catch_all_view":
         return False
     return not (match.namespace == "admin" and match.url_name == "app_list")
+
+
+@receiver(setting_changed)
+def _forget_urls(*, setting, **kwargs) -> None:
+    if setting == "ROOT_URLCONF":
+        url_exists.cache_clear()
 
 
 def is_active(entry_url: str, path: str) -> bool:

@@ -9,8 +9,8 @@ import datetime as dt
 import re
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.models import Permission
 from django.http import QueryDict
 from django.template import engines
 from django.utils import timezone
@@ -77,7 +77,9 @@ def tricky_agent(db):
 
 def test_queue_rows_give_the_markup_of_the_template_loop(make_ticket, agent, tricky_agent):
     requester = CustomerFactory(first_name='Ann "Q"', last_name="<script>", email="a&b@x.test")
-    make_ticket(subject='Sync <fails> & "loops"', requester=requester, tags=("a.b", "vip", "x", "y"))
+    make_ticket(
+        subject='Sync <fails> & "loops"', requester=requester, tags=("a.b", "vip", "x", "y")
+    )
     make_ticket(subject="Billing question", category="billing", assignee=tricky_agent)
     urgent = make_ticket(subject="Outage", priority=Priority.URGENT, assignee=agent)
     old = make_ticket(subject="Old one", status="pending", assignee=agent)
@@ -109,8 +111,12 @@ def test_comment_thread_gives_the_markup_of_the_template_loop(
     make_ticket, agent, tricky_agent, customer
 ):
     ticket = make_ticket(subject="Threaded", assignee=agent)
-    first = services.add_comment(actor=agent, ticket=ticket, body="Line one\r\nLine <two> & 'three'")
-    services.add_comment(actor=tricky_agent, ticket=ticket, body="Note\nfor staff", is_internal=True)
+    first = services.add_comment(
+        actor=agent, ticket=ticket, body="Line one\r\nLine <two> & 'three'"
+    )
+    services.add_comment(
+        actor=tricky_agent, ticket=ticket, body="Note\nfor staff", is_internal=True
+    )
     reply = services.add_comment(actor=customer, ticket=ticket, body="Thanks", parent=first)
     Comment.objects.filter(pk=first.pk).update(created_at=timezone.now() - dt.timedelta(days=400))
     comments = queries.comments_for(ticket, include_internal=True)
@@ -164,3 +170,17 @@ def test_fixed_url_matches_the_url_tag(rf):
     for name in ("admin:index", "admin:logout", "tickets:queue", "api-docs"):
         got = _render("{% load console %}{% fixed_url name %}", name=name, request=request)
         assert got == _render("{% url name %}", name=name, request=request)
+
+
+def test_list_api_page_loads_permissions_in_one_query(
+    client, agent, make_ticket, token_for, django_assert_max_num_queries
+):
+    for number in range(3):
+        make_ticket(subject=f"Ticket {number}")
+    headers = token_for(agent)
+    client.get("/api/admin/support/tickets", **headers)  # a token's first use stamps it
+    # The token (with its user), the permissions (one query, not two), the count, the rows.
+    with django_assert_max_num_queries(4):
+        response = client.get("/api/admin/support/tickets", **headers)
+    assert response.status_code == 200
+    assert response.json()["count"] == 3
