@@ -14,6 +14,9 @@ from django.db import connection
 
 from tests.processes import CeleryWorker, RedisServer, worker_database_url
 
+# One Playwright session for the whole run: a second sync_playwright() in the same thread fails.
+pytest_plugins = ["tests.browser"]
+
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):

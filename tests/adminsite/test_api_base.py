@@ -669,29 +669,21 @@ def test_docs_use_only_local_assets_that_are_served(db):
 
 @pytest.mark.e2e
 def test_swagger_ui_renders_operations_in_chromium_without_csp_errors(
-    live_server, transactional_db, monkeypatch
+    browser, live_server, transactional_db
 ):
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the server runs in its own.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     console: list[str] = []
     failed: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=["--no-sandbox"]
-        )
-        try:
-            page = browser.new_page()
-            page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
-            page.on("pageerror", lambda exc: console.append(f"pageerror: {exc}"))
-            page.on("requestfailed", lambda request: failed.append(request.url))
-            page.goto(f"{live_server.url}/api/docs")
-            page.wait_for_selector(".opblock-summary-path", timeout=30_000)
-            paths = page.locator(".opblock-summary-path").all_inner_texts()
-            title = page.locator(".info .title").inner_text()
-        finally:
-            browser.close()
+    page = browser.new_page()
+    try:
+        page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+        page.on("pageerror", lambda exc: console.append(f"pageerror: {exc}"))
+        page.on("requestfailed", lambda request: failed.append(request.url))
+        page.goto(f"{live_server.url}/api/docs")
+        page.wait_for_selector(".opblock-summary-path", timeout=30_000)
+        paths = page.locator(".opblock-summary-path").all_inner_texts()
+        title = page.locator(".info .title").inner_text()
+    finally:
+        page.close()
     assert any("/api/admin/me" in p for p in paths), paths
     assert "Adminsite API" in title
     assert not failed, failed

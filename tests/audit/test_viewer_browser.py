@@ -12,7 +12,6 @@ from audit.context import audit_context
 from audit.models import AuditEntry
 from audit.services import record
 from tests.audit.conftest import seal
-from tests.e2e.conftest import browser, browsing, screenshot  # noqa: F401 - fixtures
 from tests.factories import PASSWORD, CustomerFactory, StaffFactory
 
 pytestmark = pytest.mark.e2e

@@ -73,6 +73,9 @@ while storage.flush_stream(client, "t:kill", batch=1000):
 """
 
 
+KILLED_APP = "adminsite-flush-kill-test"
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("fraction", [0.0, 0.3, 0.6])
 def test_a_flusher_killed_mid_flush_loses_and_doubles_nothing(redis_server, fraction):
@@ -81,7 +84,12 @@ def test_a_flusher_killed_mid_flush_loses_and_doubles_nothing(redis_server, frac
     # A name per case: the raw table is not Django's, so a transactional test leaves its rows.
     name = f"flush.kill.{int(fraction * 10)}"
     push(client, "t:kill", name, total)
-    env = {**os.environ, "DATABASE_URL": worker_database_url(), "REDIS_URL": redis_server.url}
+    # Named connections: the run's Celery worker may hold sessions on the same database.
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"{worker_database_url()}{'&' if '?' in worker_database_url() else '?'}application_name={KILLED_APP}",
+        "REDIS_URL": redis_server.url,
+    }
     proc = subprocess.Popen(  # noqa: S603 - fixed command line
         [sys.executable, "manage.py", "shell", "-c", FLUSHER.format(url=redis_server.url)],
         cwd=BASE_DIR,
@@ -108,7 +116,8 @@ def _no_other_session() -> bool:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND pid <> pg_backend_pid()"
+            " AND application_name = %s",
+            [KILLED_APP],
         )
         return cursor.fetchone()[0] == 0
 

@@ -1,4 +1,5 @@
-"""Real Chromium against a live server (pytest-django's ``live_server``) via Playwright.
+"""Browser fixtures (a pytest plugin loaded by tests/conftest.py, so every folder shares one
+Playwright session): real Chromium against a live server (pytest-django's ``live_server``) via Playwright.
 
 Chromium is Debian's /usr/bin/chromium (``CHROMIUM`` overrides the path). Without it the tests
 are skipped with a message, except under CI (``CI`` set), where a missing browser fails.
@@ -26,14 +27,14 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
+E2E_DIR = Path(__file__).resolve().parent / "e2e"
 DESKTOP = {"width": 1440, "height": 900}
 
 
 def pytest_collection_modifyitems(config, items):
-    here = Path(__file__).parent
     for item in items:
-        if here in Path(str(item.fspath)).parents:
+        if E2E_DIR in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.e2e)
 
 
