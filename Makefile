@@ -101,11 +101,14 @@ clean: ## stop the embedded servers and delete their data (.devdata); YES=1 skip
 
 # The browser tests drive Debian's chromium; in CI (root, fresh machine) install it first.
 chromium:
-	@if [ ! -x /usr/bin/chromium ]; then \
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="chromium fonts-liberation"; \
+	command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || missing="$$missing docker-compose"; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			echo "Installing chromium for the browser tests"; \
-			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-liberation; \
+			echo "Installing for the tests:$$missing"; \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 		else \
-			echo "warning: /usr/bin/chromium is missing; the browser tests need it (apt-get install chromium)" >&2; \
+			echo "warning: missing$$missing; the browser tests need chromium, the compose check docker-compose" >&2; \
 		fi; \
 	fi
