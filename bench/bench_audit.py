@@ -414,7 +414,8 @@ def bench_viewer(runs: int) -> dict[str, tuple[float, float, str]]:
     client.force_login(viewer)
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT actor_id, count(*) FROM audit_auditentry GROUP BY actor_id ORDER BY count(*) DESC LIMIT 1"
+            "SELECT actor_id, count(*) FROM audit_auditentry WHERE actor_id IS NOT NULL"
+            " GROUP BY actor_id ORDER BY count(*) DESC LIMIT 1"
         )
         busy_actor = cursor.fetchone()[0]
         cursor.execute(
