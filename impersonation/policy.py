@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from audit.services import display_name
+
 IMPERSONATE = "impersonation.impersonate"
 VIEW_SESSIONS = "impersonation.view_impersonationsession"
 FORCE_END = "impersonation.force_end"
@@ -34,11 +36,6 @@ class ImpersonationRefusedError(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
-
-
-def _name(user) -> str:
-    full = user.get_full_name().strip()
-    return f"{full} ({user.get_username()})" if full else user.get_username()
 
 
 def staff_refusal(staff) -> ImpersonationRefusedError | None:
@@ -62,16 +59,17 @@ def target_refusal(*, staff, target) -> ImpersonationRefusedError | None:
         return ImpersonationRefusedError("You cannot impersonate yourself.", code="self")
     if target.is_superuser:
         return ImpersonationRefusedError(
-            f"{_name(target)} is a superuser; superusers cannot be impersonated.", code="superuser"
+            f"{display_name(target)} is a superuser; superusers cannot be impersonated.",
+            code="superuser",
         )
     if not target.is_active:
         return ImpersonationRefusedError(
-            f"{_name(target)}'s account is inactive; inactive accounts cannot be impersonated.",
+            f"{display_name(target)}'s account is inactive; inactive accounts cannot be impersonated.",
             code="inactive",
         )
     if target.is_staff and not staff.is_superuser:
         return ImpersonationRefusedError(
-            f"{_name(target)} is a staff member; only customers can be impersonated "
+            f"{display_name(target)} is a staff member; only customers can be impersonated "
             "(a superuser may also impersonate staff).",
             code="staff",
         )

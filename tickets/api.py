@@ -35,6 +35,7 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
+from adminsite.users import user_label
 from tickets import queries, services
 from tickets.filters import DEFAULT_API_ORDERING, ORDERINGS, FilterError, parse_filters
 from tickets.models import (
@@ -307,7 +308,7 @@ class UserSummarySerializer(serializers.Serializer):
     email = serializers.EmailField()
 
     def get_name(self, user) -> str:
-        return user.get_full_name() or user.get_username()
+        return user_label(user)
 
 
 class StaffNameSerializer(serializers.Serializer):
@@ -316,7 +317,7 @@ class StaffNameSerializer(serializers.Serializer):
     name = serializers.SerializerMethodField()
 
     def get_name(self, user) -> str:
-        return user.get_full_name() or user.get_username()
+        return user_label(user)
 
 
 class TicketSerializer(serializers.Serializer):
@@ -371,7 +372,7 @@ class CommentAuthorSerializer(serializers.Serializer):
     is_staff = serializers.BooleanField()
 
     def get_name(self, user) -> str:
-        return user.get_full_name() or user.get_username()
+        return user_label(user)
 
 
 class CommentSerializer(serializers.Serializer):
@@ -406,10 +407,6 @@ def _iso(value) -> str | None:
         return None
     text = value.astimezone(dt.UTC).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
-def _name(user) -> str:
-    return user.get_full_name() or user.get_username()
 
 
 # What a ticket's JSON is made of, as ``QuerySet.values()`` names it. The list reads these
@@ -499,7 +496,7 @@ def comment_json(comment) -> dict:
         "comment": comment.body,
         "isInternal": comment.is_internal,
         "parentId": comment.parent_id,
-        "author": {"id": author.pk, "name": _name(author), "isStaff": author.is_staff},
+        "author": {"id": author.pk, "name": user_label(author), "isStaff": author.is_staff},
         "createdAt": _iso(comment.created_at),
     }
 

@@ -11,6 +11,8 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 from django.template.loader import render_to_string
 
+from adminsite.users import user_label
+
 
 def _site_url(path: str) -> str:
     return settings.SITE_URL.rstrip("/") + path
@@ -40,7 +42,7 @@ def reply_email(*, comment, ticket, recipient) -> EmailMessage:
         "ticket": ticket,
         "comment": comment,
         "recipient": recipient,
-        "author_name": comment.author.get_full_name() or comment.author.get_username(),
+        "author_name": user_label(comment.author),
         "ticket_url": _site_url(f"/help/tickets/{ticket.pk}/"),
     }
     return _message("reply", context, recipient=recipient, headers=_thread_headers(ticket))

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from django.core.cache import cache
 
+from adminsite.users import user_label
+
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 5
@@ -58,7 +60,7 @@ def register_viewer(*, ticket_id: int, user, now: float | None = None) -> list[V
         }
         mine = entries.get(str(user.pk), {})
         entries[str(user.pk)] = {
-            "name": user.get_full_name() or user.get_username(),
+            "name": user_label(user),
             "initials": _initials(user),
             "since": mine.get("since", now),
             "seen": now,

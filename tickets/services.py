@@ -25,6 +25,7 @@ from django.db.models import F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from adminsite.users import user_label
 from audit.services import record
 from tickets import emails, tasks
 from tickets.models import (
@@ -72,12 +73,6 @@ def allowed_transitions(status: str) -> list[str]:
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def _user_label(user) -> str:
-    if user is None:
-        return ""
-    return user.get_full_name() or user.get_username()
 
 
 def _lock(ticket_id: int) -> Ticket:
@@ -247,7 +242,7 @@ def create_ticket(
     )
     if assignee is not None:
         event = _event(
-            ticket, EventKind.ASSIGNEE, actor=actor, to_value=_user_label(assignee), at=now
+            ticket, EventKind.ASSIGNEE, actor=actor, to_value=user_label(assignee), at=now
         )
         record(
             "ticket.assigned",
@@ -353,8 +348,8 @@ def _assign(*, actor, ticket: Ticket, assignee, now) -> Ticket:
         ticket,
         EventKind.ASSIGNEE,
         actor=actor,
-        from_value=_user_label(previous),
-        to_value=_user_label(assignee),
+        from_value=user_label(previous),
+        to_value=user_label(assignee),
         at=now,
     )
     ticket.assignee = assignee

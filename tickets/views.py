@@ -24,6 +24,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from adminsite.decorators import permission_required
 from adminsite.navigation import url_exists
+from adminsite.users import user_label
 from tickets import presence, queries, services
 from tickets.filters import (
     DEFAULT_QUEUE_ORDERING,
@@ -276,8 +277,7 @@ def bulk(request):
             result = services.bulk_assign(actor=actor, ticket_ids=ids, assignee=data["assignee"])
             who = data["assignee"]
             done = (
-                f"Assigned {_plural(len(result.changed), 'ticket')} to "
-                f"{who.get_full_name() or who.get_username()}"
+                f"Assigned {_plural(len(result.changed), 'ticket')} to {user_label(who)}"
                 if who is not None
                 else f"Unassigned {_plural(len(result.changed), 'ticket')}"
             )
@@ -532,7 +532,7 @@ def assign(request, pk):
     elif assignee.pk == request.user.pk:
         done = "Assigned the ticket to you."
     else:
-        done = f"Assigned the ticket to {assignee.get_full_name() or assignee.get_username()}."
+        done = f"Assigned the ticket to {user_label(assignee)}."
     return _act(
         request,
         ticket,

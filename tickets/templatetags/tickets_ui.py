@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
 from adminsite.templatetags.console import code_label, icon_html, initials
+from adminsite.users import user_label
 from tickets.models import ACTIVE_STATUSES, Priority, Status
 
 register = template.Library()
@@ -88,11 +89,7 @@ class _Clock:
         return local.strftime("%-d %b %Y %H:%M %Z"), _ago(moment, self.now, self.year, local)
 
 
-@register.filter
-def user_label(user) -> str:
-    if not hasattr(user, "get_username"):
-        return ""  # no user (an unset assignee, a missing parent comment)
-    return user.get_full_name() or user.get_username()
+register.filter("user_label", user_label)
 
 
 @register.filter
