@@ -39,6 +39,16 @@ def get_int(name: str, *, default: int) -> int:
         raise ImproperlyConfiguredError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def get_float(name: str, *, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw.strip())
+    except ValueError:
+        raise ImproperlyConfiguredError(f"{name} must be a number, got {raw!r}") from None
+
+
 def get_list(name: str, *, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
     if raw is None:

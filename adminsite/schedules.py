@@ -10,9 +10,9 @@ BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=30),
         "options": {"expires": 25},
     },
-    # Backstop of the after-commit sealing of audit entries: links what a writer that died
-    # between commit and sealing left behind. The issue allows an entry to stay unlinked for
-    # "a few seconds"; every 5 s keeps the worst case there, and an idle run costs one query.
+    # Backstop of the audit sealer process (manage.py audit_sealer): links entries while the
+    # sealer is stopped or restarting. The issue allows an entry to stay unlinked for "a few
+    # seconds"; every 5 s keeps the worst case there, and an idle run costs one query.
     "audit.seal_chain": {
         "task": "audit.seal_chain",
         "schedule": timedelta(seconds=5),

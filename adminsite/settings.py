@@ -245,6 +245,9 @@ AUDIT_CHECKPOINT_KEY = env.get_str("AUDIT_CHECKPOINT_KEY", default="") or SECRET
 AUDIT_ARCHIVE_DIR = env.get_str("AUDIT_ARCHIVE_DIR", default=str(BASE_DIR / ".devdata" / "audit-archive"))
 # audit_verify reports committed entries still unlinked after this long (sealing stopped).
 AUDIT_MAX_UNSEALED_SECONDS = env.get_int("AUDIT_MAX_UNSEALED_SECONDS", default=300)
+# How long the sealer process waits when nothing is queued: the usual delay before a new entry
+# is linked into the chain. An idle poll is one index probe.
+AUDIT_SEAL_INTERVAL = env.get_float("AUDIT_SEAL_INTERVAL", default=0.25)
 if AUDIT_RETENTION_DAYS < 1:
     raise env.ImproperlyConfiguredError(f"AUDIT_RETENTION_DAYS must be at least 1, got {AUDIT_RETENTION_DAYS}")
 # django-auditlog writes its model diffs into our table, with our request ids.

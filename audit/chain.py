@@ -28,14 +28,14 @@ Chain
 
 Sealing
     Writers insert entries inside their own transaction; an insert trigger queues the entry's id
-    (``UnsealedEntry``) in the same transaction. No business transaction waits for a chain-wide
-    lock. Right after commit (``transaction.on_commit``), and every few seconds from Celery beat
-    as a backstop, :func:`seal` runs the database function ``audit_seal`` (migration 0004,
-    the same canonical form as below): it takes a PostgreSQL advisory lock, reads the queued
-    (so committed) entries in id order, appends their links and empties the queue. Only the lock
-    holder seals, so the chain never forks; a writer that finds the lock taken leaves its
-    entries to the holder, which looks at the queue again *after* releasing the lock (see
-    :func:`seal`), so nothing committed is left behind.
+    (``UnsealedEntry``) in the same transaction. No business transaction waits for the chain.
+    The sealer process (``manage.py audit_sealer``, :func:`run_sealer`) and, every few seconds,
+    Celery beat as a backstop run :func:`seal`, which calls the database function ``audit_seal``
+    (migration 0004, the same canonical form as below): it takes a PostgreSQL advisory lock,
+    reads the queued (so committed) entries in id order, appends their links and empties the
+    queue. Only the lock holder seals, so the chain never forks; a sealer that finds the lock
+    taken leaves the entries to the holder, which looks at the queue again *after* releasing
+    the lock (see :func:`seal`), so nothing committed is left behind.
 
 Verification
     Done by PostgreSQL, in seq ranges: per link it recomputes the digests from the entry and
@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 
 logger = logging.getLogger("audit.chain")
 
@@ -247,9 +247,7 @@ def seal(*, batch_size: int = 5000, max_rounds: int | None = None) -> int:
 
     When another process holds the lock this returns at once: the holder looks at the queue
     again after it releases the lock, so an entry committed before this call is sealed by it
-    (or by the next writer, or by the beat backstop). ``max_rounds`` bounds the work of one
-    caller (the after-commit hook of a request should not seal forever under sustained load,
-    while other writers keep sealing their own entries).
+    (or by the next round of a sealer). ``max_rounds`` bounds the work of one call.
     """
     total = 0
     rounds = 0
@@ -261,29 +259,36 @@ def seal(*, batch_size: int = 5000, max_rounds: int | None = None) -> int:
         total += linked
         if linked == batch_size:
             continue
-        # The lock is released now. Anything committed while we held it, by a writer whose own
-        # attempt found the lock taken, is visible to this check: take another round for it.
+        # The lock is released now. Anything committed while we held it, which another sealer
+        # that found the lock taken left to us, is visible to this check: take another round.
         if not has_unsealed():
             return total
     return total
 
 
-def seal_after_commit() -> None:
-    """``transaction.on_commit`` hook of every audit write. Never raises: the action it follows
-    has committed already, and the beat backstop seals whatever this misses."""
-    try:
-        seal(max_rounds=3)
-    except Exception:
-        logger.exception("sealing audit entries after commit failed; the backstop task will retry")
+def run_sealer(*, interval: float, should_stop: Callable[[], bool]) -> int:
+    """Seal continuously until ``should_stop()``: the loop of ``manage.py audit_sealer``.
 
-
-def schedule_seal() -> None:
-    """Seal once after the current transaction commits (once per transaction, however many
-    entries it writes). Outside a transaction Django runs the hook immediately."""
-    conn = transaction.get_connection()
-    if conn.in_atomic_block and any(func is seal_after_commit for _, func, _ in conn.run_on_commit):
-        return
-    transaction.on_commit(seal_after_commit)
+    Writers never seal: sealing after each commit made every request pay for a second
+    transaction (and its WAL flush) and made concurrent writers queue on the sealing lock, which
+    capped the trail at a few hundred events a second. One process sealing in batches links
+    thousands of entries per round instead. It polls rather than LISTENs because NOTIFY takes a
+    database-wide lock at commit, which would serialize every writer's commit; an idle poll is
+    one index probe. Returns how many entries it linked."""
+    total = 0
+    while not should_stop():
+        try:
+            linked = seal()
+        except DatabaseError:
+            # The database restarted or the connection broke: drop it, wait, carry on. Entries
+            # stay queued in the meantime; nothing is lost.
+            logger.exception("audit sealer: sealing failed; retrying in %.1f s", interval)
+            connection.close()
+            linked = 0
+        total += linked
+        if not linked:
+            time.sleep(interval)
+    return total
 
 
 # --- checkpoints ----------------------------------------------------------------------------

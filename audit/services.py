@@ -7,8 +7,8 @@
 
 It writes one entry inside the caller's transaction: if the action rolls back, so does its
 entry, and if the entry cannot be written the exception propagates and the action fails with
-it. There is never an action without its entry. The entry is linked into the hash chain right
-after the commit (:mod:`audit.chain`).
+it. There is never an action without its entry. The sealer process links the entry into the
+hash chain within a second of the commit (:mod:`audit.chain`).
 """
 
 from __future__ import annotations
@@ -76,7 +76,6 @@ def record(
         **_context_fields(context._UNSET if actor is None else actor),
     )  # fmt: skip
     _insert(entry)
-    chain.schedule_seal()
     return entry
 
 
@@ -127,7 +126,7 @@ def record_access(*, customer, what: str, data: Mapping[str, Any] | None = None)
 def model_diff_fields(instance: models.Model, fields: dict) -> dict:
     """Complete an entry django-auditlog is about to write for a registered model's change:
     its event name (``auth.user.updated``), the context's actor and request, and masking.
-    Called by :class:`audit.models.AuditEntryManager`; also schedules the sealing."""
+    Called by :class:`audit.models.AuditEntryManager`."""
     action = fields.get("action", AuditEntry.Action.UPDATE)
     verb = {
         AuditEntry.Action.CREATE: "created",
@@ -141,7 +140,6 @@ def model_diff_fields(instance: models.Model, fields: dict) -> dict:
     completed["object_repr"] = _clean_text(fields.get("object_repr") or _safe_str(instance))[
         :MAX_TEXT
     ]
-    chain.schedule_seal()
     return completed
 
 
@@ -292,7 +290,7 @@ def _checked_data(data: Mapping[str, Any] | None, what: str) -> dict | None:
 
 
 def seal_pending() -> int:
-    """Link every committed unlinked entry (the beat backstop of the after-commit sealing)."""
+    """Link every committed unlinked entry (the sealer's loop, and its beat backstop)."""
     return chain.seal()
 
 

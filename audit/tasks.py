@@ -28,8 +28,8 @@ def on_chain_broken(report: chain.Report) -> None:
 
 @shared_task(name="audit.seal_chain", ignore_result=True, time_limit=120, soft_time_limit=100)
 def seal_chain() -> int:
-    """Backstop of the after-commit sealing: links entries whose writer died between commit
-    and sealing, or whose sealing failed. Usually finds nothing."""
+    """Backstop of the sealer process: links entries while it is stopped or restarting.
+    Usually finds nothing."""
     return services.seal_pending()
 
 

@@ -19,7 +19,7 @@ from django.conf import settings
 
 ROOT = Path(settings.BASE_DIR)
 COMPOSE = ROOT / "docker-compose.yml"
-APP_SERVICES = ("migrate", "web", "worker", "beat")
+APP_SERVICES = ("migrate", "web", "sealer", "worker", "beat")
 
 # What an operator must provide; the compose file refuses to start without the first two.
 OPERATOR_ENV = {
@@ -142,6 +142,7 @@ def test_process_commands(compose):
     assert web["ports"] == ["${WEB_PORT:-8000}:8000"]
     assert services["worker"]["command"][:4] == ["celery", "-A", "adminsite", "worker"]
     assert services["beat"]["command"][:4] == ["celery", "-A", "adminsite", "beat"]
+    assert services["sealer"]["command"] == ["python", "manage.py", "audit_sealer"]
 
 
 def test_app_environment(compose):

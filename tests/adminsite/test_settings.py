@@ -96,6 +96,18 @@ def test_get_int_rejects_non_integers_naming_the_variable(monkeypatch, raw):
         env.get_int("ADMINSITE_NUMBER", default=0)
 
 
+def test_get_float_parses_numbers_and_names_the_variable_when_it_cannot(monkeypatch):
+    monkeypatch.setenv("ADMINSITE_SECONDS", " 0.25 ")
+    assert env.get_float("ADMINSITE_SECONDS", default=1.0) == 0.25
+    monkeypatch.setenv("ADMINSITE_SECONDS", "")
+    assert env.get_float("ADMINSITE_SECONDS", default=1.0) == 1.0
+    monkeypatch.setenv("ADMINSITE_SECONDS", "soon")
+    with pytest.raises(
+        ImproperlyConfiguredError, match=r"^ADMINSITE_SECONDS must be a number, got 'soon'$"
+    ):
+        env.get_float("ADMINSITE_SECONDS", default=1.0)
+
+
 def test_get_list_splits_on_commas_and_drops_blanks(monkeypatch):
     monkeypatch.setenv("ADMINSITE_HOSTS", " a.example.com, b.example.com ,,[::1] ,")
 

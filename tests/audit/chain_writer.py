@@ -1,7 +1,7 @@
 """A writer process for the concurrency test (and the benchmark): ``python -m
 tests.audit.chain_writer COUNT NAME``. It sets Django up, prints "ready", waits for a line on
-stdin, then records COUNT entries, one transaction each, each sealed after its commit as in a
-web request; it seals once more before exiting, as a stopping worker would."""
+stdin, then records COUNT entries, one transaction each, as web requests do; sealing is left to
+the sealer processes the test runs beside it."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ def main(argv: list[str]) -> int:
     django.setup()
     from django.db import connection, transaction
 
-    from audit import chain
     from audit.context import audit_context
     from audit.services import record
 
@@ -28,7 +27,6 @@ def main(argv: list[str]) -> int:
         for number in range(count):
             with transaction.atomic():
                 record("test.concurrent", data={"writer": name, "n": number})
-    chain.seal()
     return 0
 
 

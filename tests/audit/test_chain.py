@@ -4,12 +4,13 @@ audit_verify, checkpoints and GDPR erasure."""
 from __future__ import annotations
 
 import io
+import signal
 import subprocess
 import sys
 
 import pytest
 from django.conf import settings
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, connections, transaction
 
 from audit import chain, services
@@ -17,6 +18,7 @@ from audit.context import audit_context
 from audit.models import AuditEntry, ChainLink, UnsealedEntry
 from audit.services import record
 from tests.audit.conftest import as_superuser, child_env, manage_py, seal
+from tests.processes import wait_until
 
 
 def write(count: int, event: str = "ticket.updated", **kwargs) -> list[AuditEntry]:
@@ -36,11 +38,12 @@ def verify_command(*args: str) -> tuple[int, str, str]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_entries_are_linked_right_after_their_transaction_commits():
+def test_a_seal_links_committed_entries_in_order_and_empties_the_queue():
     with transaction.atomic():
         first, second = write(2)
         # Inside the writer's transaction nothing waits for the chain.
         assert not ChainLink.objects.filter(entry_id__in=[first.pk, second.pk]).exists()
+    assert chain.seal() >= 2
     links = list(ChainLink.objects.filter(entry_id__in=[first.pk, second.pk]).order_by("seq"))
     assert [link.entry_id for link in links] == [first.pk, second.pk]
     assert links[1].seq == links[0].seq + 1 and bytes(links[1].prev_hash) == bytes(links[0].hash)
@@ -50,6 +53,7 @@ def test_entries_are_linked_right_after_their_transaction_commits():
 
 @pytest.mark.django_db(transaction=True)
 def test_a_rolled_back_entry_never_reaches_the_chain():
+    seal()
     before = ChainLink.objects.count()
     with pytest.raises(RuntimeError), transaction.atomic():
         record("ticket.created")
@@ -57,11 +61,50 @@ def test_a_rolled_back_entry_never_reaches_the_chain():
     assert ChainLink.objects.count() == before and not UnsealedEntry.objects.exists()
 
 
-def test_sealing_is_scheduled_once_per_transaction(db):
+def test_writing_an_entry_never_seals_in_the_writers_transaction_or_after_its_commit(
+    transactional_db,
+):
+    """Sealing belongs to the sealer process: a request pays for its insert only."""
     with transaction.atomic():
-        write(3)
-        hooks = [func for _, func, _ in connection.run_on_commit if func is chain.seal_after_commit]
-        assert len(hooks) == 1
+        entry = record("ticket.updated")
+        assert not connection.run_on_commit
+    assert not ChainLink.objects.filter(entry_id=entry.pk).exists()
+    assert UnsealedEntry.objects.filter(entry_id=entry.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sealer_process_links_entries_as_they_commit_and_stops_cleanly_on_sigterm():
+    sealer = subprocess.Popen(  # noqa: S603 - our own command
+        [sys.executable, "manage.py", "audit_sealer", "--interval", "0.05"],
+        cwd=settings.BASE_DIR,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "Audit sealer running" in sealer.stdout.readline()
+        entries = [record("ticket.updated", data={"n": n}) for n in range(5)]
+        wait_until(
+            lambda: ChainLink.objects.filter(entry_id__in=[e.pk for e in entries]).count() == 5,
+            timeout=20,
+            what="the sealer to link five committed entries",
+        )
+        sealer.send_signal(signal.SIGTERM)
+        out, err = sealer.communicate(timeout=20)
+    finally:
+        if sealer.poll() is None:
+            sealer.kill()
+    assert sealer.returncode == 0, err
+    assert "Audit sealer stopped after linking" in out
+    assert not UnsealedEntry.objects.exists()
+    assert chain.verify().ok
+
+
+@pytest.mark.parametrize("interval", ["0", "120"])
+def test_the_sealer_refuses_an_interval_out_of_range(interval):
+    with pytest.raises(CommandError, match="--interval must be between 0.01 and 60 seconds"):
+        call_command("audit_sealer", "--interval", interval)
 
 
 def test_a_sealer_finding_the_lock_taken_leaves_the_entries_to_the_holder(transactional_db):
@@ -72,7 +115,7 @@ def test_a_sealer_finding_the_lock_taken_leaves_the_entries_to_the_holder(transa
         other.set_autocommit(False)
         with other.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [chain.SEAL_LOCK_KEY])
-        entry = record("ticket.created")  # autocommit: its after-commit sealing ran right away
+        entry = record("ticket.created")  # autocommit: committed at once
         assert not ChainLink.objects.filter(entry_id=entry.pk).exists()
         assert chain.seal() == 0
         other.rollback()
@@ -84,9 +127,22 @@ def test_a_sealer_finding_the_lock_taken_leaves_the_entries_to_the_holder(transa
 
 @pytest.mark.django_db(transaction=True)
 def test_eight_concurrent_writer_processes_produce_one_unbroken_chain():
+    """Eight writers commit side by side while two sealer processes compete for the sealing
+    lock: one chain, no fork, no gap, nothing left behind."""
     writers, per_writer = 8, 150
     before_entries = AuditEntry.objects.count()
     seal()
+    sealers = [
+        subprocess.Popen(  # noqa: S603 - our own command
+            [sys.executable, "manage.py", "audit_sealer", "--interval", "0.02"],
+            cwd=settings.BASE_DIR,
+            env=child_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     procs = [
         subprocess.Popen(  # noqa: S603 - our own module
             [sys.executable, "-m", "tests.audit.chain_writer", str(per_writer), f"w{number}"],
@@ -100,6 +156,8 @@ def test_eight_concurrent_writer_processes_produce_one_unbroken_chain():
         for number in range(writers)
     ]
     try:
+        for sealer in sealers:
+            assert "Audit sealer running" in sealer.stdout.readline(), sealer.stderr.read()
         for proc in procs:  # every writer has Django up and a connection open
             assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
         for proc in procs:  # then all start at once
@@ -108,15 +166,23 @@ def test_eight_concurrent_writer_processes_produce_one_unbroken_chain():
         for proc in procs:
             proc.stdin.close()
             assert proc.wait(timeout=240) == 0, proc.stderr.read()
+        wait_until(
+            lambda: not UnsealedEntry.objects.exists(),
+            timeout=60,
+            what="the sealers to link every entry",
+        )
+        for sealer in sealers:
+            sealer.send_signal(signal.SIGTERM)
+            assert sealer.wait(timeout=30) == 0, sealer.stderr.read()
     finally:
-        for proc in procs:
+        for proc in [*procs, *sealers]:
             if proc.poll() is None:
                 proc.kill()
 
     written = AuditEntry.objects.filter(event="test.concurrent")
     assert written.count() == writers * per_writer
     assert AuditEntry.objects.count() == before_entries + writers * per_writer
-    # Every entry linked by the writers themselves, none left behind, no fork, no gap.
+    # Every entry linked, none left behind, no fork, no gap.
     assert not UnsealedEntry.objects.exists()
     assert ChainLink.objects.count() == AuditEntry.objects.count()
     seqs = list(ChainLink.objects.order_by("seq").values_list("seq", flat=True))
@@ -225,6 +291,7 @@ def test_changing_one_entry_in_the_database_makes_audit_verify_name_it(db, colum
 @pytest.mark.django_db(transaction=True)
 def test_manage_py_audit_verify_exits_1_naming_the_altered_entry():
     entries = write(4)
+    seal()
     victim = entries[1]
     ok = manage_py("audit_verify", "--no-progress")
     assert ok.returncode == 0, ok.stderr

@@ -57,6 +57,7 @@ def test_the_backstop_task_links_what_no_writer_sealed(celery_worker):
 @pytest.mark.django_db(transaction=True)
 def test_a_broken_chain_fails_the_weekly_task_in_the_worker(celery_worker):
     entries = [record("ticket.updated", data={"n": n}) for n in range(3)]
+    seal()
     good = tasks.verify_chain.delay().get(timeout=60)
     assert good["ok"] is True
     as_superuser(
