@@ -89,6 +89,10 @@ def ticket_queue_ids(*, user, filters: TicketFilters) -> QuerySet:
     return apply_filters(Ticket.objects.visible_to(user), filters).order_by(*filters.order_by)
 
 
+# A search scope counts at most this many tickets (see queue_stats).
+SEARCH_COUNT_LIMIT = 1_000
+
+
 def queue_stats(*, filters: TicketFilters) -> dict[str, int]:
     """The queue's statistics cards for the current filter scope, in one query.
 
@@ -99,6 +103,7 @@ def queue_stats(*, filters: TicketFilters) -> dict[str, int]:
     Facet-only scopes (status, priority, category, assignee, breach — the cards' usual case)
     are summed from the trigger-kept counters in TicketCount, a few thousand rows whatever
     the ticket count; scopes with search, tags, requester or dates count the tickets."""
+    capped = False
     if filters.facets_only:
         queryset, n = _facet_counts(filters), "n"
         total = Sum
@@ -107,6 +112,14 @@ def queue_stats(*, filters: TicketFilters) -> dict[str, int]:
         # reads is in the covering index ticket_active_stats (an index-only scan when active).
         queryset, n = apply_filters(Ticket.objects.all(), filters), "status"
         total = Count
+        if filters.search:
+            # A common word matches a third of a million tickets; counting them all reads the
+            # whole table. The counts stop at SEARCH_COUNT_LIMIT (shown "1,000+"), as search
+            # engines do, and the pages with them: nobody pages past 20 pages of hits.
+            queryset = queryset.order_by().values("status", "priority", "sla_breached")[
+                : SEARCH_COUNT_LIMIT + 1
+            ]
+            capped = True
     stats = queryset.aggregate(
         total=total(n),
         open=total(n, filter=Q(status__in=(Status.NEW, Status.OPEN))),
@@ -114,7 +127,13 @@ def queue_stats(*, filters: TicketFilters) -> dict[str, int]:
         urgent=total(n, filter=ACTIVE & Q(priority=Priority.URGENT)),
         breached=total(n, filter=ACTIVE & Q(sla_breached=True)),
     )
-    return {key: int(value or 0) for key, value in stats.items()}
+    counts = {key: int(value or 0) for key, value in stats.items()}
+    # Over the limit, every figure counts the first SEARCH_COUNT_LIMIT hits only: a lower
+    # bound, which the page marks with a "+".
+    counts["capped"] = capped and counts["total"] > SEARCH_COUNT_LIMIT
+    if counts["capped"]:
+        counts["total"] = SEARCH_COUNT_LIMIT
+    return counts
 
 
 def _facet_counts(filters: TicketFilters) -> QuerySet:

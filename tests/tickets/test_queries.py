@@ -299,6 +299,7 @@ def test_queue_stats_for_the_filter_scope(queue, agent):
         "pending": 1,
         "urgent": 2,
         "breached": 1,
+        "capped": False,
     }
     assert queries.queue_stats(filters=filters_for(agent, "status=all"))["total"] == 7
     assert queries.queue_stats(filters=filters_for(agent, "assignee=me")) == {
@@ -307,6 +308,7 @@ def test_queue_stats_for_the_filter_scope(queue, agent):
         "pending": 0,
         "urgent": 1,
         "breached": 0,
+        "capped": False,
     }
     # A search scope counts the tickets themselves, with the same answers.
     assert queries.queue_stats(filters=filters_for(agent, "search=everything")) == {
@@ -315,6 +317,31 @@ def test_queue_stats_for_the_filter_scope(queue, agent):
         "pending": 0,
         "urgent": 1,
         "breached": 1,
+        "capped": False,
+    }
+
+
+def test_a_search_counts_up_to_the_limit_and_says_so(make_ticket, agent, monkeypatch):
+    """A common word would make the count read the whole table: counts stop at the limit,
+    flagged as capped (the page shows "1,000+"), and so do the pages."""
+    monkeypatch.setattr(queries, "SEARCH_COUNT_LIMIT", 3)
+    for number in range(5):
+        make_ticket(subject=f"Outage report {number}", priority="urgent")
+    make_ticket(subject="Another outage", status="pending")
+    stats = queries.queue_stats(filters=filters_for(agent, "search=outage"))
+    assert stats["capped"] is True and stats["total"] == 3
+    # Lower bounds over the first hits counted.
+    assert stats["open"] + stats["pending"] <= 4 and stats["urgent"] <= 4
+    page = queries.queue_page(user=agent, filters=filters_for(agent, "search=outage"), per_page=2)
+    assert page.num_pages == 2 and page.count == 3
+    exact = queries.queue_stats(filters=filters_for(agent, "search=another"))
+    assert exact == {
+        "total": 1,
+        "open": 0,
+        "pending": 1,
+        "urgent": 0,
+        "breached": 0,
+        "capped": False,
     }
 
 

@@ -69,6 +69,23 @@ def test_queue_lists_active_tickets_with_badges_stats_and_links(client, agent, m
     assert 'data-testid="saved-views"' in page and "My open" in page and "Unassigned urgent" in page
 
 
+def test_a_search_with_more_hits_than_are_counted_shows_the_counts_as_lower_bounds(
+    client, agent, make_ticket, monkeypatch
+):
+    from tickets import queries
+
+    monkeypatch.setattr(queries, "SEARCH_COUNT_LIMIT", 2)
+    for number in range(3):
+        make_ticket(subject=f"Outage report {number}")
+    client.force_login(agent)
+
+    page = html(client.get("/admin/support/?search=outage"))
+
+    stats = dict(re.findall(r'data-stat="(\w+)">.*?<div class="stat-value">([\d,+]+)<', page, re.S))
+    assert stats["total"] == "2+"
+    assert re.search(r'data-testid="queue-range">1–2 of 2\+<', page)
+
+
 def test_queue_filters_by_each_parameter(
     client, agent, agent2, make_ticket, customer, other_customer
 ):
