@@ -11,7 +11,20 @@ from __future__ import annotations
 from django.contrib import admin
 
 from tickets import services
-from tickets.models import CannedReply, Category, Comment, SavedView, Ticket, TicketEvent
+from tickets.models import (
+    AgentProfile,
+    BusinessCalendar,
+    CannedReply,
+    Category,
+    Comment,
+    CustomerProfile,
+    SavedView,
+    SLAPolicy,
+    SLATarget,
+    SupportTeam,
+    Ticket,
+    TicketEvent,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -126,4 +139,78 @@ class TicketEventAdmin(ReadOnlyAdmin):
 @admin.register(SavedView)
 class SavedViewAdmin(ReadOnlyAdmin):
     list_display = ["name", "user", "query_string", "created_at"]
+    list_select_related = ["user"]
+
+
+# --- SLA and assignment: edited in the console (/admin/support/sla/, /admin/support/agents/);
+# here customer tiers are set and the SLA records can be inspected.
+
+
+@admin.register(CustomerProfile)
+class CustomerProfileAdmin(admin.ModelAdmin):
+    list_display = ["user", "tier", "updated_at"]
+    list_select_related = ["user"]
+    list_filter = ["tier"]
+    search_fields = ["user__username", "user__email"]
+    raw_id_fields = ["user"]
+    fields = ["user", "tier"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["user"] if obj is not None else []
+
+    def save_model(self, request, obj, form, change):
+        # Through the service: tier rules and the customer.tier_changed audit event.
+        profile = services.set_customer_tier(actor=request.user, customer=obj.user, tier=obj.tier)
+        obj.pk = profile.pk
+
+
+@admin.register(SLAPolicy)
+class SLAPolicyAdmin(ReadOnlyAdmin):
+    list_display = [
+        "position",
+        "name",
+        "priority",
+        "category",
+        "customer_tier",
+        "first_response_minutes",
+        "resolution_minutes",
+        "calendar",
+        "is_active",
+    ]
+    list_select_related = ["category", "calendar"]
+    ordering = ["position", "id"]
+
+
+@admin.register(BusinessCalendar)
+class BusinessCalendarAdmin(ReadOnlyAdmin):
+    list_display = ["name", "time_zone", "always_open", "holiday_country", "updated_at"]
+
+
+@admin.register(SLATarget)
+class SLATargetAdmin(ReadOnlyAdmin):
+    list_display = [
+        "ticket",
+        "kind",
+        "cycle",
+        "policy_name",
+        "due_at",
+        "outcome",
+        "margin_seconds",
+        "completed_at",
+    ]
+    list_select_related = ["ticket"]
+    list_filter = ["kind", "outcome", "priority"]
+    search_fields = ["=ticket__ticket_number"]
+    raw_id_fields = ["ticket", "policy", "assignee"]
+    ordering = ["-started_at", "-id"]
+
+
+@admin.register(SupportTeam)
+class SupportTeamAdmin(ReadOnlyAdmin):
+    list_display = ["name", "created_at"]
+
+
+@admin.register(AgentProfile)
+class AgentProfileAdmin(ReadOnlyAdmin):
+    list_display = ["user", "is_available", "max_open_tickets", "last_assigned_at"]
     list_select_related = ["user"]

@@ -20,3 +20,9 @@ class TicketsConfig(AppConfig):
         auditlog.register(models.Comment)
         auditlog.register(models.Category)
         auditlog.register(models.CannedReply)
+        # SLA and assignment settings: their services record domain events too; the field
+        # diffs cover every change, the model admin's included.
+        auditlog.register(models.SLAPolicy)
+        auditlog.register(models.BusinessCalendar)
+        auditlog.register(models.CustomerProfile)
+        auditlog.register(models.SupportTeam)

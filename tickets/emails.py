@@ -64,3 +64,15 @@ def assignment_email(*, ticket, recipient) -> EmailMessage:
         "ticket_url": _site_url(f"/admin/support/{ticket.pk}/"),
     }
     return _message("assigned", context, recipient=recipient)
+
+
+def sla_alert_email(*, alert, ticket, target, recipient) -> EmailMessage:
+    context = {
+        "alert": alert,
+        "ticket": ticket,
+        "target": target,
+        "recipient": recipient,
+        "is_breach": alert.kind == "breach",
+        "ticket_url": _site_url(f"/admin/support/{ticket.pk}/"),
+    }
+    return _message("sla_alert", context, recipient=recipient)

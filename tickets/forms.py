@@ -7,8 +7,20 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
-from tickets.models import BODY_MAX_LENGTH, SUBJECT_MAX_LENGTH, Comment, Priority, Status
+from tickets.models import (
+    BODY_MAX_LENGTH,
+    SUBJECT_MAX_LENGTH,
+    AssignmentStrategy,
+    BusinessCalendar,
+    Category,
+    Comment,
+    CustomerTier,
+    Priority,
+    Status,
+    SupportTeam,
+)
 from tickets.services import BULK_LIMIT
+from tickets.sla import WEEKDAYS, format_day_hours, parse_day_hours
 
 User = get_user_model()
 
@@ -228,3 +240,135 @@ class SavedViewForm(forms.Form):
         max_length=60, error_messages={"required": "Name the view before saving it."}
     )
     query = forms.CharField(max_length=1000, required=False)
+
+
+# --- SLA settings and assignment (tickets/sla_views.py) --------------------------------------
+
+
+class PolicyForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    position = forms.IntegerField(min_value=0, max_value=1_000_000, initial=100)
+    priority = forms.ChoiceField(
+        choices=Priority.choices, error_messages=_choice_error("priority", Priority.values)
+    )
+    category = forms.ModelChoiceField(
+        queryset=None, required=False, empty_label="Any category", to_field_name="slug"
+    )
+    customer_tier = forms.ChoiceField(
+        choices=[("", "Any tier"), *CustomerTier.choices],
+        required=False,
+        error_messages=_choice_error("tier", CustomerTier.values),
+    )
+    first_response_minutes = forms.IntegerField(
+        min_value=1, max_value=525_600, label="First response (minutes)"
+    )
+    resolution_minutes = forms.IntegerField(
+        min_value=1, max_value=525_600, label="Resolution (minutes)"
+    )
+    calendar = forms.ModelChoiceField(
+        queryset=None, required=False, empty_label="Around the clock (24/7)"
+    )
+    is_active = forms.BooleanField(required=False, initial=True, label="Active")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["category"].queryset = Category.objects.order_by("position", "name")
+        self.fields["calendar"].queryset = BusinessCalendar.objects.order_by("name")
+
+    @classmethod
+    def initial_for(cls, policy) -> dict:
+        return {
+            "name": policy.name,
+            "position": policy.position,
+            "priority": policy.priority,
+            "category": policy.category.slug if policy.category_id else "",
+            "customer_tier": policy.customer_tier,
+            "first_response_minutes": policy.first_response_minutes,
+            "resolution_minutes": policy.resolution_minutes,
+            "calendar": policy.calendar_id,
+            "is_active": policy.is_active,
+        }
+
+
+class CalendarForm(forms.Form):
+    """A business calendar; each weekday's hours as text (``09:00-17:00``, empty = closed)."""
+
+    name = forms.CharField(max_length=100)
+    time_zone = forms.CharField(max_length=64, initial="UTC")
+    always_open = forms.BooleanField(required=False, label="Around the clock (24/7)")
+    holiday_country = forms.CharField(max_length=3, required=False, label="Holidays of country")
+    holiday_subdivision = forms.CharField(max_length=10, required=False, label="Subdivision")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for n, day in enumerate(WEEKDAYS):
+            self.fields[f"day_{n}"] = forms.CharField(
+                max_length=100,
+                required=False,
+                label=day,
+                initial="09:00-17:00" if n < 5 else "",
+            )
+
+    def day_fields(self):
+        return [self[f"day_{n}"] for n in range(7)]
+
+    def clean(self):
+        data = super().clean()
+        weekly = []
+        for n, day in enumerate(WEEKDAYS):
+            try:
+                weekly.append(parse_day_hours(data.get(f"day_{n}", ""), day=day))
+            except ValidationError as error:
+                self.add_error(f"day_{n}", error)
+        data["weekly_hours"] = weekly
+        return data
+
+    @classmethod
+    def initial_for(cls, calendar) -> dict:
+        weekly = calendar.weekly_hours or [[]] * 7
+        return {
+            "name": calendar.name,
+            "time_zone": calendar.time_zone,
+            "always_open": calendar.always_open,
+            "holiday_country": calendar.holiday_country,
+            "holiday_subdivision": calendar.holiday_subdivision,
+            **{f"day_{n}": format_day_hours(weekly[n]) for n in range(7)},
+        }
+
+
+class HolidayForm(forms.Form):
+    date = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    name = forms.CharField(max_length=100, required=False)
+
+
+class AgentForm(forms.Form):
+    max_open_tickets = forms.IntegerField(min_value=0, max_value=10_000, label="Cap")
+    is_available = forms.BooleanField(required=False, label="Available")
+
+
+class RoutingForm(forms.Form):
+    category = forms.ModelChoiceField(queryset=Category.objects.all(), to_field_name="slug")
+    team = forms.ModelChoiceField(queryset=SupportTeam.objects.all(), required=False)
+    strategy = forms.ChoiceField(
+        choices=AssignmentStrategy.choices,
+        error_messages=_choice_error("strategy", AssignmentStrategy.values),
+    )
+
+
+class TeamForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    members = forms.ModelMultipleChoiceField(queryset=None, required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from tickets.queries import assignable_agents
+
+        self.fields["members"].queryset = assignable_agents()
+
+
+class AvailabilityForm(forms.Form):
+    available = forms.TypedChoiceField(
+        choices=[("1", "Available"), ("0", "Away")],
+        coerce=lambda value: value == "1",
+        error_messages={"invalid_choice": "Send available=1 (available) or available=0 (away)."},
+    )

@@ -66,6 +66,28 @@ class NextVal(Func):
         super().__init__(Value(sequence), output_field=models.BigIntegerField(), **extra)
 
 
+class AssignmentStrategy(models.TextChoices):
+    MANUAL = "manual", "Manual"
+    ROUND_ROBIN = "round_robin", "Round robin"
+    LEAST_LOAD = "least_load", "Least open load"
+
+
+class SupportTeam(models.Model):
+    """Agents who share a set of categories; automatic assignment picks among them."""
+
+    name = models.CharField(max_length=100, unique=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, related_name="support_teams", blank=True
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Category(models.Model):
     """What a ticket is about. Admins add categories; the API names them by slug."""
 
@@ -80,10 +102,27 @@ class Category(models.Model):
         default=100, help_text="Order in pickers, lowest first."
     )
     created_at = models.DateTimeField(default=timezone.now)
+    team = models.ForeignKey(
+        SupportTeam,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="categories",
+        help_text="Agents who work this category; automatic assignment picks among them.",
+    )
+    assignment_strategy = models.CharField(
+        max_length=20, choices=AssignmentStrategy.choices, default=AssignmentStrategy.MANUAL
+    )
 
     class Meta:
         ordering = ["position", "name"]
         verbose_name_plural = "categories"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(assignment_strategy__in=AssignmentStrategy.values),
+                name="category_assignment_strategy_valid",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -159,6 +198,22 @@ class Ticket(models.Model):
     sla_first_response_warning = models.BooleanField(default=False)
     sla_resolution_warning = models.BooleanField(default=False)
     sla_breached = models.BooleanField(default=False)
+    # Per target, so a second deadline passing after the first is still noticed by the scan;
+    # ``sla_breached`` is their OR (kept by tickets.sla).
+    sla_first_response_breached = models.BooleanField(default=False, db_default=False)
+    sla_resolution_breached = models.BooleanField(default=False, db_default=False)
+    # When 80% of each target's business time has passed (the scan's warning threshold).
+    first_response_warn_at = models.DateTimeField(null=True, blank=True)
+    resolution_warn_at = models.DateTimeField(null=True, blank=True)
+    # Business seconds the clock stood still while the ticket was pending or on hold.
+    sla_paused_seconds = models.BigIntegerField(default=0, db_default=0)
+    sla_policy = models.ForeignKey(
+        "SLAPolicy", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # Automatic assignment: whether the current assignee was picked by the router (manual
+    # assignments are never undone by it), and whether it found nobody eligible.
+    auto_assigned = models.BooleanField(default=False, db_default=False)
+    needs_assignment = models.BooleanField(default=False, db_default=False)
     # The earliest deadline still running: the first-response due time until someone
     # answered, then the resolution due time. "Next due" sorting walks an index on it.
     next_due_at = models.GeneratedField(
@@ -206,6 +261,33 @@ class Ticket(models.Model):
             ),
             models.Index(
                 "id", name="ticket_active_breached", condition=ACTIVE & Q(sla_breached=True)
+            ),
+            # The SLA scan (tickets.sla.scan): each of its four marks reads only the running
+            # clocks not yet marked, in due order.
+            models.Index(
+                "first_response_due_at",
+                name="ticket_sla_fr_due",
+                condition=ACTIVE
+                & Q(first_responded_at__isnull=True, sla_first_response_breached=False),
+            ),
+            models.Index(
+                "resolution_due_at",
+                name="ticket_sla_res_due",
+                condition=ACTIVE & Q(sla_resolution_breached=False),
+            ),
+            models.Index(
+                "first_response_warn_at",
+                name="ticket_sla_fr_warn",
+                condition=ACTIVE
+                & Q(first_responded_at__isnull=True, sla_first_response_warning=False),
+            ),
+            models.Index(
+                "resolution_warn_at",
+                name="ticket_sla_res_warn",
+                condition=ACTIVE & Q(sla_resolution_warning=False),
+            ),
+            models.Index(
+                "id", name="ticket_needs_assignment", condition=ACTIVE & Q(needs_assignment=True)
             ),
             # Whole-table orderings (API default, created-range filters, archive views).
             models.Index(F("created_at").desc(), F("id").desc(), name="ticket_created"),
@@ -401,3 +483,279 @@ class EmailNotification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} to {self.recipient}"
+
+
+# --- SLA policies, calendars and clocks -------------------------------------------------------
+
+
+class CustomerTier(models.TextChoices):
+    STANDARD = "standard", "Standard"
+    BUSINESS = "business", "Business"
+    ENTERPRISE = "enterprise", "Enterprise"
+
+
+class CustomerProfile(models.Model):
+    """Support settings of a customer: the support plan's tier, which SLA policies may match."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="support_profile"
+    )
+    tier = models.CharField(
+        max_length=20, choices=CustomerTier.choices, default=CustomerTier.STANDARD
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(tier__in=CustomerTier.values), name="customer_profile_tier_valid"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_tier_display()} plan of user {self.user_id}"
+
+
+class BusinessCalendar(models.Model):
+    """When SLA clocks run: weekly hours in a time zone, minus public holidays of a country
+    (the ``holidays`` package) and custom dates; or around the clock.
+
+    ``weekly_hours`` holds seven lists, Monday first, of ``[start_minute, end_minute]`` pairs
+    in local time (``[[540, 1020]]`` is 09:00–17:00); tickets.sla reads it."""
+
+    name = models.CharField(max_length=100, unique=True)
+    time_zone = models.CharField(max_length=64, default="UTC")
+    always_open = models.BooleanField(
+        default=False, help_text="Around the clock: weekly hours and holidays are ignored."
+    )
+    weekly_hours = models.JSONField(default=list, blank=True)
+    holiday_country = models.CharField(
+        max_length=3, blank=True, help_text="ISO 3166 country code whose public holidays close."
+    )
+    holiday_subdivision = models.CharField(max_length=10, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CalendarHoliday(models.Model):
+    """A custom closed day of a calendar (company events, local days the package lacks)."""
+
+    calendar = models.ForeignKey(
+        BusinessCalendar, on_delete=models.CASCADE, related_name="custom_holidays"
+    )
+    date = models.DateField()
+    name = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["date"]
+        constraints = [
+            models.UniqueConstraint("calendar", "date", name="calendar_holiday_unique_date")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.date} {self.name}".strip()
+
+
+class SLAPolicy(models.Model):
+    """Targets for tickets of one priority, optionally narrowed to a category and a customer
+    tier. Policies are tried in ``position`` order; the first that matches applies."""
+
+    name = models.CharField(max_length=100)
+    position = models.PositiveIntegerField(default=100, help_text="Tried lowest first.")
+    priority = models.CharField(max_length=10, choices=Priority.choices)
+    category = models.ForeignKey(
+        Category,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="sla_policies",
+        help_text="Empty: any category.",
+    )
+    customer_tier = models.CharField(
+        max_length=20, choices=CustomerTier.choices, blank=True, help_text="Empty: any tier."
+    )
+    first_response_minutes = models.PositiveIntegerField()
+    resolution_minutes = models.PositiveIntegerField()
+    calendar = models.ForeignKey(
+        BusinessCalendar,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="policies",
+        help_text="Empty: the clock runs around the clock.",
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["position", "id"]
+        verbose_name = "SLA policy"
+        verbose_name_plural = "SLA policies"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(priority__in=Priority.values), name="sla_policy_priority_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(first_response_minutes__gt=0, resolution_minutes__gt=0),
+                name="sla_policy_targets_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TargetKind(models.TextChoices):
+    FIRST_RESPONSE = "first_response", "First response"
+    RESOLUTION = "resolution", "Resolution"
+
+
+class TargetOutcome(models.TextChoices):
+    RUNNING = "running", "Running"
+    MET = "met", "Met"
+    BREACHED = "breached", "Breached"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class SLATarget(models.Model):
+    """One SLA clock of a ticket and, once it stops, its result: the ticket's SLA history.
+
+    A ticket has one first-response target and one resolution target per cycle (reopening
+    starts a new cycle). Due and warning times are in business time of the policy's
+    calendar, with the business time the ticket spent paused added back. ``margin_seconds``
+    is how much business time was left (positive) or overrun (negative) when it stopped."""
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="sla_targets")
+    kind = models.CharField(max_length=20, choices=TargetKind.choices)
+    cycle = models.PositiveSmallIntegerField(default=1)
+    policy = models.ForeignKey(
+        SLAPolicy, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    policy_name = models.CharField(max_length=100, blank=True)
+    # What the report groups by, as they were when the clock stopped.
+    priority = models.CharField(max_length=10, choices=Priority.choices)
+    category = models.ForeignKey(
+        Category, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    target_seconds = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    due_at = models.DateTimeField()
+    warn_at = models.DateTimeField()
+    paused_seconds = models.BigIntegerField(default=0)
+    warned_at = models.DateTimeField(null=True, blank=True)
+    breached_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(
+        max_length=10, choices=TargetOutcome.choices, default=TargetOutcome.RUNNING
+    )
+    margin_seconds = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["started_at", "id"]
+        verbose_name = "SLA target"
+        indexes = [
+            models.Index("ticket", "kind", name="sla_target_ticket"),
+            models.Index(
+                "completed_at",
+                name="sla_target_completed",
+                condition=Q(outcome__in=("met", "breached")),
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint("ticket", "kind", "cycle", name="sla_target_unique_cycle"),
+            models.CheckConstraint(
+                condition=Q(outcome__in=TargetOutcome.values), name="sla_target_outcome_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of ticket {self.ticket_id} ({self.outcome})"
+
+
+class AlertKind(models.TextChoices):
+    WARNING = "warning", "Warning"
+    BREACH = "breach", "Breach"
+
+
+class SLAAlert(models.Model):
+    """A warning or a breach of one SLA target, to be announced once. The scan creates it
+    (unique per target and kind, so a second scan adds nothing); it is sent from
+    ``notify_after`` on, the next business moment unless the ticket is urgent."""
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="sla_alerts")
+    target = models.ForeignKey(SLATarget, on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=10, choices=AlertKind.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+    notify_after = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(
+                "notify_after", "id", name="sla_alert_unsent", condition=Q(sent_at__isnull=True)
+            )
+        ]
+        constraints = [models.UniqueConstraint("target", "kind", name="sla_alert_once_per_target")]
+
+    def __str__(self) -> str:
+        return f"SLA {self.kind} of ticket {self.ticket_id}"
+
+
+class SupportNotification(models.Model):
+    """An in-console notification for a staff member (SLA warnings and breaches)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="support_notifications"
+    )
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="+")
+    alert = models.ForeignKey(SLAAlert, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=10, choices=AlertKind.choices)
+    message = models.CharField(max_length=300)
+    created_at = models.DateTimeField(default=timezone.now)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(F("user"), F("created_at").desc(), name="notification_user_created"),
+            models.Index(
+                "user", name="notification_user_unread", condition=Q(read_at__isnull=True)
+            ),
+        ]
+        constraints = [models.UniqueConstraint("alert", "user", name="notification_once_per_alert")]
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class AgentProfile(models.Model):
+    """An agent's availability and cap for automatic assignment."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_profile"
+    )
+    is_available = models.BooleanField(default=True)
+    max_open_tickets = models.PositiveIntegerField(
+        default=25, help_text="Automatic assignment skips the agent at this many active tickets."
+    )
+    # Round robin hands the next ticket to whoever waited longest.
+    last_assigned_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"Agent profile of user {self.user_id}"

@@ -236,6 +236,10 @@ QUEUE_ROW_FIELDS = (
     "sla_first_response_warning",
     "sla_resolution_warning",
     "sla_breached",
+    "first_response_warn_at",
+    "resolution_warn_at",
+    "sla_paused_at",
+    "needs_assignment",
     "category__slug",
     "category__name",
 )
@@ -271,7 +275,9 @@ def ticket_for(user, ticket_id) -> Ticket:
         raise Http404("No such ticket.")
     queryset = (
         Ticket.objects.visible_to(user)
-        .select_related("category", "requester", "assignee", "merged_into")
+        .select_related(
+            "category", "requester", "assignee", "merged_into", "requester__support_profile"
+        )
         .defer("merged_into__search_vector", "merged_into__description")
     )
     try:
@@ -458,4 +464,187 @@ def changed_by_others(ticket: Ticket, *, since, user) -> list:
         User.objects.filter(Q(pk__in=event_actors) | Q(pk__in=comment_authors))
         .only(*USER_FIELDS)
         .order_by("first_name", "last_name", "username")
+    )
+
+
+# --- SLA and assignment (the SLA report, the agents page, notifications) ----------------------
+
+
+def sla_history(ticket: Ticket) -> list:
+    """The ticket's SLA targets, first response first, each cycle in order (one query)."""
+    from tickets.models import SLATarget
+
+    return list(SLATarget.objects.filter(ticket_id=ticket.pk).order_by("kind", "cycle"))
+
+
+@dataclass
+class ComplianceRow:
+    key: object
+    label: str
+    first_met: int = 0
+    first_total: int = 0
+    resolution_met: int = 0
+    resolution_total: int = 0
+    avg_overrun_seconds: float | None = None
+
+    @staticmethod
+    def _pct(met: int, total: int) -> float | None:
+        return round(100 * met / total, 1) if total else None
+
+    @property
+    def first_pct(self) -> float | None:
+        return self._pct(self.first_met, self.first_total)
+
+    @property
+    def resolution_pct(self) -> float | None:
+        return self._pct(self.resolution_met, self.resolution_total)
+
+    @property
+    def overall_pct(self) -> float | None:
+        return self._pct(
+            self.first_met + self.resolution_met, self.first_total + self.resolution_total
+        )
+
+
+REPORT_DIMENSIONS = ("priority", "agent", "category", "week")
+
+
+def sla_compliance(*, since, until, zone: str) -> dict[str, list[ComplianceRow]]:
+    """SLA compliance of the targets that ended (met or breached) or breached between
+    ``since`` and ``until``, per priority, agent, category and week (weeks start on Monday
+    in ``zone``), plus ``total``: one aggregate query (GROUPING SETS) and one for names."""
+    from django.db import connection
+
+    sql = """
+        SELECT GROUPING(priority), GROUPING(assignee_id), GROUPING(category_id), GROUPING(week),
+               priority, assignee_id, category_id, week,
+               count(*) FILTER (WHERE kind = 'first_response' AND outcome = 'met'),
+               count(*) FILTER (WHERE kind = 'first_response'),
+               count(*) FILTER (WHERE kind = 'resolution' AND outcome = 'met'),
+               count(*) FILTER (WHERE kind = 'resolution'),
+               avg(-margin_seconds) FILTER (WHERE outcome = 'breached')
+          FROM (SELECT kind, priority, assignee_id, category_id, margin_seconds,
+                       CASE WHEN outcome = 'running' THEN 'breached' ELSE outcome END AS outcome,
+                       date_trunc('week', coalesce(completed_at, breached_at) AT TIME ZONE %(zone)s)::date
+                         AS week
+                  FROM tickets_slatarget
+                 WHERE (outcome IN ('met', 'breached') AND completed_at >= %(since)s
+                        AND completed_at < %(until)s)
+                    OR (outcome = 'running' AND breached_at >= %(since)s AND breached_at < %(until)s)
+               ) AS ended
+         GROUP BY GROUPING SETS ((priority), (assignee_id), (category_id), (week), ())
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"since": since, "until": until, "zone": zone})
+        raw = cursor.fetchall()
+    agent_ids = {row[5] for row in raw if row[1] == 0 and row[5] is not None}
+    category_ids = {row[6] for row in raw if row[2] == 0}
+    agents = {u.pk: u for u in User.objects.filter(pk__in=agent_ids).only(*USER_FIELDS)}
+    categories = dict(Category.objects.filter(pk__in=category_ids).values_list("pk", "name"))
+    from adminsite.users import user_label
+
+    result: dict[str, list[ComplianceRow]] = {name: [] for name in (*REPORT_DIMENSIONS, "total")}
+    priority_labels = dict(Priority.choices)
+    for g_p, g_a, g_c, g_w, priority, agent_id, category_id, week, *counts in raw:
+        if not g_p:
+            dimension, key, label = "priority", priority, priority_labels.get(priority, priority)
+        elif not g_a:
+            dimension, key = "agent", agent_id
+            label = user_label(agents[agent_id]) if agent_id in agents else "Unassigned"
+        elif not g_c:
+            dimension, key = "category", category_id
+            label = categories.get(category_id, f"Category {category_id}")
+        elif not g_w:
+            dimension, key, label = "week", week, f"Week of {week:%-d %b %Y}"
+        else:
+            dimension, key, label = "total", None, "All targets"
+        first_met, first_total, res_met, res_total, overrun = counts
+        result[dimension].append(
+            ComplianceRow(
+                key=key,
+                label=label,
+                first_met=first_met,
+                first_total=first_total,
+                resolution_met=res_met,
+                resolution_total=res_total,
+                avg_overrun_seconds=float(overrun) if overrun is not None else None,
+            )
+        )
+    # Two agents with the same name are told apart by their usernames (charts group by label).
+    names = [r.label for r in result["agent"]]
+    for row in result["agent"]:
+        if row.key in agents and names.count(row.label) > 1:
+            row.label = f"{row.label} ({agents[row.key].get_username()})"
+    rank = {value: n for n, value in enumerate(Priority.values)}
+    result["priority"].sort(key=lambda r: -rank.get(r.key, -1))
+    result["agent"].sort(key=lambda r: (r.key is None, r.label.lower()))
+    result["category"].sort(key=lambda r: r.label.lower())
+    result["week"].sort(key=lambda r: r.key)
+    return result
+
+
+def agent_loads() -> list[dict]:
+    """Every agent who works tickets with availability, cap, active tickets and teams (three
+    queries whatever the number of agents)."""
+    from tickets.assignment import open_loads
+    from tickets.models import AgentProfile
+
+    agents = list(assignable_agents().prefetch_related("support_teams"))
+    profiles = {p.user_id: p for p in AgentProfile.objects.filter(user__in=[a.pk for a in agents])}
+    loads = open_loads([a.pk for a in agents])
+    rows = []
+    for agent in agents:
+        profile = profiles.get(agent.pk)
+        cap = (
+            profile.max_open_tickets
+            if profile
+            else AgentProfile._meta.get_field("max_open_tickets").default
+        )
+        load = loads.get(agent.pk, 0)
+        rows.append(
+            {
+                "agent": agent,
+                "available": profile.is_available if profile else True,
+                "cap": cap,
+                "load": load,
+                "percent": min(100, round(100 * load / cap)) if cap else 100,
+                "at_cap": load >= cap,
+                "teams": [t.name for t in agent.support_teams.all()],
+                "last_assigned_at": profile.last_assigned_at if profile else None,
+            }
+        )
+    return rows
+
+
+def my_status(user) -> dict:
+    """The signed-in staff member's availability and unread notifications (two queries)."""
+    from tickets.models import AgentProfile, SupportNotification
+
+    profile = AgentProfile.objects.filter(user=user).only("is_available").first()
+    unread = SupportNotification.objects.filter(user=user, read_at__isnull=True).count()
+    return {"available": profile.is_available if profile else True, "unread": unread}
+
+
+NOTIFICATIONS_SHOWN = 100
+
+
+def notifications_for(user) -> list:
+    """The user's latest notifications with their tickets (one query)."""
+    from tickets.models import SupportNotification
+
+    return list(
+        SupportNotification.objects.filter(user=user)
+        .select_related("ticket")
+        .only(
+            "id",
+            "kind",
+            "message",
+            "created_at",
+            "read_at",
+            "ticket__id",
+            "ticket__ticket_number",
+            "ticket__subject",
+            "ticket__status",
+        )
+        .order_by("-created_at", "-id")[:NOTIFICATIONS_SHOWN]
     )

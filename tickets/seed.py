@@ -389,6 +389,7 @@ def seed_step(ctx: SeedContext) -> None:
         raise ValueError("--tickets must be zero or more")
     seed_canned_replies(ctx)
     seed_tickets(count=count, ctx=ctx)
+    seed_sla(ctx)
 
 
 def seed_canned_replies(ctx: SeedContext) -> None:
@@ -407,6 +408,57 @@ def seed_canned_replies(ctx: SeedContext) -> None:
         else:
             services.create_canned_reply(actor=actor, title=title, body=body)
             ctx.created()
+
+
+def seed_sla(ctx: SeedContext) -> None:
+    """Support tiers for the customers who have none (set-based: every tenth enterprise,
+    every fourth business), an office-hours calendar
+    leads can attach to policies, and a first-line team of every agent (routing stays manual
+    until a lead turns it on at /admin/support/agents/)."""
+    from tickets.models import BusinessCalendar, SupportTeam
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """INSERT INTO tickets_customerprofile (user_id, tier, updated_at)
+               SELECT u.id,
+                      CASE WHEN u.id % 10 = 0 THEN 'enterprise'
+                           WHEN u.id % 4 = 0 THEN 'business' ELSE 'standard' END,
+                      now()
+                 FROM auth_user u
+                WHERE NOT u.is_staff
+                  AND NOT EXISTS (SELECT 1 FROM tickets_customerprofile p WHERE p.user_id = u.id)"""
+        )
+        added = cursor.rowcount
+    if added:
+        ctx.created(added)
+    lead = next(
+        (
+            user
+            for user in queries.assignable_agents()
+            if user.has_perms(["tickets.add_businesscalendar", "tickets.add_supportteam"])
+        ),
+        None,
+    )
+    if lead is None:
+        return
+    if BusinessCalendar.objects.filter(name="Office hours (Berlin)").exists():
+        ctx.existing()
+    else:
+        services.create_calendar(
+            actor=lead,
+            name="Office hours (Berlin)",
+            time_zone="Europe/Berlin",
+            weekly_hours=[[[540, 1080]]] * 5 + [[], []],
+            holiday_country="DE",
+        )
+        ctx.created()
+    if SupportTeam.objects.filter(name="First line").exists():
+        ctx.existing()
+    else:
+        services.create_team(
+            actor=lead, name="First line", members=list(queries.assignable_agents())
+        )
+        ctx.created()
 
 
 def seed_tickets(*, count: int, ctx: SeedContext) -> int:
@@ -444,6 +496,7 @@ class _BulkLoader:
             ("Comment rows", self.stage_comments),
             ("Search vectors", self.compute_vectors),
             ("Tickets", self.insert_tickets),
+            ("SLA history", self.insert_sla_targets),
             ("Comments", self.insert_comments),
             ("Timelines", self.insert_events),
             ("Indexes", self.finish),
@@ -789,21 +842,72 @@ class _BulkLoader:
                 id, ticket_number, subject, description, category_id, priority, status, channel,
                 requester_id, assignee_id, tags, created_at, updated_at, first_responded_at,
                 resolved_at, closed_at, first_response_due_at, resolution_due_at,
-                sla_first_response_warning, sla_resolution_warning, sla_breached, search_vector)
+                sla_first_response_warning, sla_resolution_warning, sla_breached, search_vector,
+                first_response_warn_at, resolution_warn_at, sla_first_response_breached,
+                sla_resolution_breached, sla_policy_id, sla_paused_at)
             SELECT t.id, t.ticket_number, t.subject, t.part1 || ' ' || t.part2 || ' ' || t.part3,
                    t.category_id, t.priority, t.status, t.channel, t.requester_id, t.assignee_id,
-                   t.tags, t.created_at,
-                   greatest(t.created_at, t.first_responded_at, t.resolved_at, t.closed_at, c.last_at),
+                   t.tags, t.created_at, w.updated_at,
                    t.first_responded_at, t.resolved_at, t.closed_at,
-                   t.first_response_due_at, t.resolution_due_at, false, false, t.sla_breached,
+                   t.first_response_due_at, t.resolution_due_at,
+                   coalesce(t.first_responded_at, t.resolved_at, %(now)s) >= w.fr_warn,
+                   coalesce(t.resolved_at, %(now)s) >= w.res_warn, t.sla_breached,
                    setweight(vs.v, 'A') || setweight(v1.v || v2.v || v3.v, 'B')
-                     || coalesce(setweight(c.v, 'C'), ''::tsvector)
+                     || coalesce(setweight(c.v, 'C'), ''::tsvector),
+                   w.fr_warn, w.res_warn,
+                   coalesce(t.first_responded_at > t.first_response_due_at, false)
+                     OR (t.status IN ('new', 'open') AND t.first_responded_at IS NULL
+                         AND %(now)s > t.first_response_due_at),
+                   coalesce(t.resolved_at > t.resolution_due_at, false)
+                     OR (t.status IN ('new', 'open') AND %(now)s > t.resolution_due_at),
+                   (SELECT p.id FROM tickets_slapolicy p
+                     WHERE p.is_active AND p.priority = t.priority AND p.category_id IS NULL
+                       AND p.customer_tier = '' ORDER BY p.position, p.id LIMIT 1),
+                   CASE WHEN t.status IN ('pending', 'on_hold') THEN w.updated_at END
               FROM seed_t t
               JOIN seed_vectors vs ON vs.txt = t.subject
               JOIN seed_vectors v1 ON v1.txt = t.part1
               JOIN seed_vectors v2 ON v2.txt = t.part2
               JOIN seed_vectors v3 ON v3.txt = t.part3
               LEFT JOIN seed_thread c ON c.ticket_id = t.id
+              CROSS JOIN LATERAL (
+                SELECT greatest(t.created_at, t.first_responded_at, t.resolved_at, t.closed_at,
+                                c.last_at) AS updated_at,
+                       t.created_at + (t.first_response_due_at - t.created_at) * 0.8 AS fr_warn,
+                       t.created_at + (t.resolution_due_at - t.created_at) * 0.8 AS res_warn
+              ) w
+            """,
+            {"now": self.now},
+        )
+
+    def insert_sla_targets(self) -> None:
+        """The SLA history of the new tickets: one first-response and one resolution target
+        each, met or breached as their times say (the default policies run around the clock,
+        so business time is elapsed time)."""
+        self.sql(
+            """
+            INSERT INTO tickets_slatarget (
+                ticket_id, kind, cycle, policy_id, policy_name, priority, category_id,
+                assignee_id, target_seconds, started_at, due_at, warn_at, paused_seconds,
+                warned_at, breached_at, completed_at, outcome, margin_seconds)
+            SELECT t.id, k.kind, 1, t.sla_policy_id, coalesce(p.name, ''), t.priority,
+                   t.category_id, t.assignee_id,
+                   extract(epoch FROM k.due - t.created_at)::int, t.created_at, k.due, k.warn, 0,
+                   CASE WHEN k.warned THEN k.warn END, CASE WHEN k.breached THEN k.due END,
+                   k.done,
+                   CASE WHEN k.done IS NULL THEN 'running' WHEN k.done <= k.due THEN 'met'
+                        ELSE 'breached' END,
+                   extract(epoch FROM k.due - k.done)::bigint
+              FROM tickets_ticket t
+              JOIN seed_t s ON s.id = t.id
+              LEFT JOIN tickets_slapolicy p ON p.id = t.sla_policy_id
+              CROSS JOIN LATERAL (
+                VALUES ('first_response', t.first_response_due_at, t.first_response_warn_at,
+                        t.sla_first_response_warning, t.sla_first_response_breached,
+                        coalesce(t.first_responded_at, t.resolved_at)),
+                       ('resolution', t.resolution_due_at, t.resolution_warn_at,
+                        t.sla_resolution_warning, t.sla_resolution_breached, t.resolved_at)
+              ) AS k(kind, due, warn, warned, breached, done)
             """
         )
 
@@ -848,7 +952,8 @@ class _BulkLoader:
         self.sql("LOCK TABLE tickets_ticket IN SHARE MODE")
         self.sql("SELECT tickets_rebuild_counts()")
         self.sql(
-            "ANALYZE tickets_ticket, tickets_comment, tickets_ticketevent, tickets_ticketcount, auth_user"
+            "ANALYZE tickets_ticket, tickets_comment, tickets_ticketevent, tickets_ticketcount, "
+            "tickets_slatarget, auth_user"
         )
         self.drop_temp_tables()
 

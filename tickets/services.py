@@ -13,10 +13,12 @@ acting beyond one's role raises ``PermissionDenied``.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
+from auditlog.context import disable_auditlog
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import EmailMessage
 from django.core.validators import validate_slug
@@ -27,27 +29,42 @@ from django.utils import timezone
 
 from adminsite.users import user_label
 from audit.services import record
-from tickets import emails, tasks
+from tickets import assignment, emails, sla, tasks
 from tickets.models import (
     ACTIVE_STATUSES,
     BODY_MAX_LENGTH,
     MAX_TAGS,
     SUBJECT_MAX_LENGTH,
     TAG_MAX_LENGTH,
+    AgentProfile,
+    AlertKind,
+    AssignmentStrategy,
+    BusinessCalendar,
+    CalendarHoliday,
     CannedReply,
     Category,
     Channel,
     Comment,
+    CustomerProfile,
+    CustomerTier,
     EmailNotification,
     EventKind,
     Priority,
     SavedView,
+    SLAAlert,
+    SLAPolicy,
+    SLATarget,
     Status,
+    SupportNotification,
+    SupportTeam,
+    TargetOutcome,
     Ticket,
     TicketEvent,
 )
 
 REOPEN_CLOSED_PERMISSION = "tickets.reopen_closed_ticket"
+# The actor of what the system does by itself (routing, the SLA scan) in the audit trail.
+SYSTEM = "system"
 WORK_PERMISSION = "tickets.change_ticket"
 BULK_LIMIT = 500
 
@@ -78,7 +95,7 @@ def allowed_transitions(status: str) -> list[str]:
 def _lock(ticket_id: int) -> Ticket:
     return (
         Ticket.objects.select_for_update(of=("self",))
-        .select_related("category", "requester", "assignee")
+        .select_related("category", "requester", "assignee", "sla_policy__calendar")
         .get(pk=ticket_id)
     )
 
@@ -213,11 +230,18 @@ def create_ticket(
             }
         )
     now = timezone.now()
+    # Due times are known before the INSERT, so the row is written once.
+    plan = sla.plan_new_ticket(
+        priority=_check_priority(priority),
+        category_id=_check_category(category).pk,
+        requester_id=requester.pk,
+        created_at=now,
+    )
     ticket = Ticket.objects.create(
         subject=_clean_subject(subject),
         description=_clean_body(description, field_name="description"),
-        category=_check_category(category),
-        priority=_check_priority(priority),
+        category=category,
+        priority=priority,
         requester=requester,
         assignee=assignee,
         channel=channel,
@@ -225,8 +249,10 @@ def create_ticket(
         status=Status.NEW,
         created_at=now,
         updated_at=now,
+        **plan.ticket_fields(),
     )
     # ticket_number (a column default) and the generated columns come back with the INSERT.
+    sla.start_new_ticket(ticket, plan)
     _event(ticket, EventKind.CREATED, actor=actor, to_value=Status.NEW, at=now)
     record(
         "ticket.created",
@@ -252,7 +278,35 @@ def create_ticket(
         )
         if assignee.pk != actor.pk:
             _on_commit(tasks.send_assignment_email, ticket.pk, assignee.pk, event.pk)
+    else:
+        _route(ticket, now=now)
     return ticket
+
+
+def _route(ticket: Ticket, *, now, exclude_user_id: int | None = None) -> bool:
+    """Automatic assignment (tickets.assignment) of an unassigned or re-routed ticket; a
+    category that routes but finds nobody eligible leaves it unassigned and flagged.
+    Returns whether an agent was found."""
+    if not assignment.routes(ticket.category):
+        return False
+    agent = assignment.pick_agent(
+        category=ticket.category, now=now, exclude_user_id=exclude_user_id
+    )
+    if agent is not None:
+        _assign(actor=SYSTEM, ticket=ticket, assignee=agent, now=now, auto=True)
+        return True
+    if ticket.assignee_id is not None:
+        _assign(actor=SYSTEM, ticket=ticket, assignee=None, now=now, auto=True)
+    if not ticket.needs_assignment:
+        ticket.needs_assignment = True
+        ticket.save(update_fields=["needs_assignment"])
+        record(
+            "ticket.assignment_flagged",
+            target=ticket,
+            data={"category": ticket.category.slug, "reason": "no available agent below the cap"},
+            actor=SYSTEM,
+        )
+    return False
 
 
 @transaction.atomic
@@ -322,7 +376,10 @@ def update_ticket(
     if not changes:
         return ticket
     ticket.updated_at = now
-    ticket.save(update_fields=[*changes, "updated_at"])
+    fields = [*changes, "updated_at"]
+    if "priority" in changes or "category" in changes:
+        fields += sla.on_retarget(ticket, now=now)
+    ticket.save(update_fields=list(dict.fromkeys(fields)))
     if "priority" in changes:
         ticket.refresh_from_db(fields=["priority_rank"])
     record("ticket.updated", target=ticket, changes=changes, actor=actor)
@@ -339,9 +396,14 @@ def assign_ticket(*, actor, ticket: Ticket, assignee) -> Ticket:
     return _assign(actor=actor, ticket=ticket, assignee=assignee, now=timezone.now())
 
 
-def _assign(*, actor, ticket: Ticket, assignee, now) -> Ticket:
+def _assign(*, actor, ticket: Ticket, assignee, now, auto: bool = False) -> Ticket:
+    """Set the assignee. ``auto``: chosen by the router; a manual assignment (the default)
+    clears that mark, so the router never moves a ticket a person assigned."""
     new_id = assignee.pk if assignee is not None else None
     if new_id == ticket.assignee_id:
+        if not auto and (ticket.auto_assigned or ticket.needs_assignment):
+            ticket.auto_assigned = ticket.needs_assignment = False
+            ticket.save(update_fields=["auto_assigned", "needs_assignment"])
         return ticket
     previous = ticket.assignee
     event = _event(
@@ -354,7 +416,18 @@ def _assign(*, actor, ticket: Ticket, assignee, now) -> Ticket:
     )
     ticket.assignee = assignee
     ticket.updated_at = now
-    ticket.save(update_fields=["assignee", "updated_at"])
+    ticket.auto_assigned = auto and assignee is not None
+    if assignee is not None or not auto:
+        ticket.needs_assignment = False
+    fields = ["assignee", "updated_at", "auto_assigned", "needs_assignment"]
+    if auto:
+        # The router's change is in the audit trail as the ticket.assigned event below; the
+        # model's field diff would say the same again, at the cost of rereading the ticket,
+        # on every routed ticket.
+        with disable_auditlog():
+            ticket.save(update_fields=fields)
+    else:
+        ticket.save(update_fields=fields)
     record(
         "ticket.assigned" if assignee is not None else "ticket.unassigned",
         target=ticket,
@@ -366,7 +439,7 @@ def _assign(*, actor, ticket: Ticket, assignee, now) -> Ticket:
         },
         actor=actor,
     )
-    if assignee is not None and assignee.pk != actor.pk:
+    if assignee is not None and assignee.pk != getattr(actor, "pk", None):
         _on_commit(tasks.send_assignment_email, ticket.pk, assignee.pk, event.pk)
     return ticket
 
@@ -428,7 +501,8 @@ def _change_status(*, actor, ticket: Ticket, status: str, now, reason: str = "")
         fields += ["resolved_at", "closed_at"]
     ticket.status = status
     ticket.updated_at = now
-    ticket.save(update_fields=fields)
+    fields += sla.on_status_change(ticket, previous=previous, status=status, now=now)
+    ticket.save(update_fields=list(dict.fromkeys(fields)))
     event = _event(
         ticket, EventKind.STATUS, actor=actor, from_value=previous, to_value=status, at=now
     )
@@ -519,6 +593,7 @@ def add_comment(
     if staff_reply and ticket.first_responded_at is None:
         ticket.first_responded_at = now
         fields.append("first_responded_at")
+        fields += sla.on_first_response(ticket, now=now)
     ticket.save(update_fields=fields)
     record(
         "ticket.comment_added",
@@ -593,6 +668,9 @@ def merge_tickets(*, actor, source: Ticket, target: Ticket) -> Ticket:
     if target.first_responded_at is None and source.first_responded_at is not None:
         target.first_responded_at = source.first_responded_at
         target_fields.append("first_responded_at")
+        # The duplicate's answer answered the customer: the target's first response is met
+        # (or missed) as of that moment.
+        target_fields += sla.on_first_response(target, now=source.first_responded_at)
     target.updated_at = now
     target.save(update_fields=target_fields)
 
@@ -601,7 +679,15 @@ def merge_tickets(*, actor, source: Ticket, target: Ticket) -> Ticket:
     source.closed_at = now
     source.merged_into = target
     source.updated_at = now
-    source.save(update_fields=["status", "closed_at", "merged_into", "updated_at"])
+    source.save(
+        update_fields=[
+            "status",
+            "closed_at",
+            "merged_into",
+            "updated_at",
+            *sla.on_merged(source, now=now),
+        ]
+    )
 
     _event(
         source,
@@ -903,3 +989,534 @@ def send_assignment_email(*, ticket_id: int, assignee_id: int, event_id: int) ->
         return False
     message = emails.assignment_email(ticket=ticket, recipient=ticket.assignee)
     return _send_once(key=f"assigned:{event_id}", kind="assigned", ticket=ticket, message=message)
+
+
+# --- SLA: the scan and its notifications ---------------------------------------------------
+
+# Alerts announced per transaction by the sending task (each writes an audit entry).
+ALERT_BATCH = 200
+# Emails per task: a retried task resends only the ones not yet sent (EmailNotification keys).
+EMAILS_PER_TASK = 50
+
+
+def _leads() -> list:
+    from django.contrib.auth import get_user_model
+
+    from adminsite.roles import SUPPORT_LEAD
+
+    return list(
+        get_user_model()
+        .objects.filter(groups__name=SUPPORT_LEAD, is_active=True, is_staff=True)
+        .only("id", "username", "email", "first_name", "last_name")
+        .order_by("pk")
+    )
+
+
+def _alert_message(alert: SLAAlert, target: SLATarget, ticket: Ticket) -> str:
+    what = target.get_kind_display().lower()
+    due = timezone.localtime(target.due_at).strftime("%-d %b %H:%M %Z")
+    if alert.kind == AlertKind.BREACH:
+        text = f"SLA breached: {what} of #{ticket.ticket_number} was due {due}"
+    else:
+        text = f"SLA warning: {what} of #{ticket.ticket_number} is due {due}"
+    return f"{text} — {ticket.subject}"[:300]
+
+
+def run_sla_scan(*, now=None) -> dict[str, int]:
+    """The per-minute SLA scan: mark the tickets that reached a warning or a deadline
+    (set-based, tickets.sla.mark) and decide when each new alert may go out, in one
+    transaction; then, if any alert is due, queue the task that announces them
+    (``send_due_sla_alerts``). Safe to run twice or in parallel: marks are flags and alerts
+    are unique per target and kind. Returns the marks' counts and ``due``, the alerts ready."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        counts = sla.mark(now)
+        sla.schedule_alerts(now)
+        counts["due"] = SLAAlert.objects.filter(sent_at__isnull=True, notify_after__lte=now).count()
+        if counts["due"]:
+            _on_commit(tasks.send_sla_alerts, now.isoformat())
+    return counts
+
+
+def send_due_sla_alerts(*, now=None, budget_seconds: float = 40.0) -> int:
+    """Announce every alert that is due, ALERT_BATCH per transaction, until none is left or
+    the time budget is spent (the next scan queues the rest). Returns how many were handled."""
+    now = now or timezone.now()
+    started = time.monotonic()
+    handled = 0
+    while time.monotonic() - started < budget_seconds:
+        done = dispatch_sla_alerts(now=now)
+        handled += done
+        if done < ALERT_BATCH:
+            break
+    return handled
+
+
+@transaction.atomic
+def dispatch_sla_alerts(*, now=None, limit: int = ALERT_BATCH) -> int:
+    """Announce the alerts whose time has come: an in-console notification for the assignee
+    (and, for a breach, every support lead), an email to each (after commit), and an audit
+    event. An alert whose clock stopped meanwhile (answered, resolved) is closed silently."""
+    now = now or timezone.now()
+    alerts = list(
+        SLAAlert.objects.select_for_update(of=("self",), skip_locked=True)
+        .filter(sent_at__isnull=True, notify_after__lte=now)
+        .select_related("target", "ticket", "ticket__assignee", "ticket__category")
+        .defer("ticket__search_vector", "ticket__description")
+        .order_by("notify_after", "id")[:limit]
+    )
+    if not alerts:
+        return 0
+    leads = _leads() if any(a.kind == AlertKind.BREACH for a in alerts) else []
+    notifications: list[SupportNotification] = []
+    to_mail: list[tuple[int, int]] = []
+    for alert in alerts:
+        ticket, target = alert.ticket, alert.target
+        alert.sent_at = now
+        if target.outcome != TargetOutcome.RUNNING or ticket.status not in ACTIVE_STATUSES:
+            continue
+        recipients = {}
+        assignee = ticket.assignee
+        if assignee is not None and assignee.is_active:
+            recipients[assignee.pk] = assignee
+        if alert.kind == AlertKind.BREACH:
+            recipients.update((lead.pk, lead) for lead in leads)
+        message = _alert_message(alert, target, ticket)
+        for user in recipients.values():
+            notifications.append(
+                SupportNotification(
+                    user=user,
+                    ticket=ticket,
+                    alert=alert,
+                    kind=alert.kind,
+                    message=message,
+                    created_at=now,
+                )
+            )
+            if user.email:
+                to_mail.append((alert.pk, user.pk))
+        record(
+            "ticket.sla_breached" if alert.kind == AlertKind.BREACH else "ticket.sla_warning",
+            target=ticket,
+            data={
+                "target": target.kind,
+                "cycle": target.cycle,
+                "policy": target.policy_name,
+                "due_at": target.due_at.isoformat(),
+                "notified": sorted(recipients),
+            },
+            actor=SYSTEM,
+        )
+    SLAAlert.objects.filter(pk__in=[a.pk for a in alerts]).update(sent_at=now)
+    SupportNotification.objects.bulk_create(notifications, ignore_conflicts=True)
+    for start in range(0, len(to_mail), EMAILS_PER_TASK):
+        chunk = [list(pair) for pair in to_mail[start : start + EMAILS_PER_TASK]]
+        _on_commit(tasks.send_sla_alert_emails, chunk)
+    return len(alerts)
+
+
+def send_sla_alert_email(*, alert_id: int, user_id: int) -> bool:
+    """Mail one recipient of an SLA alert, once (the key is the alert and the recipient)."""
+    from django.contrib.auth import get_user_model
+
+    alert = (
+        SLAAlert.objects.select_related(
+            "target", "ticket", "ticket__assignee", "ticket__category", "ticket__requester"
+        )
+        .defer("ticket__search_vector")
+        .filter(pk=alert_id)
+        .first()
+    )
+    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    if alert is None or user is None or not user.email:
+        return False
+    message = emails.sla_alert_email(
+        alert=alert, ticket=alert.ticket, target=alert.target, recipient=user
+    )
+    return _send_once(
+        key=f"sla:{alert.pk}:{user.pk}",
+        kind=f"sla_{alert.kind}",
+        ticket=alert.ticket,
+        message=message,
+    )
+
+
+@transaction.atomic
+def mark_notifications_read(*, actor, ids: Sequence[int] | None = None) -> int:
+    """Mark the actor's notifications read: the given ones, or all."""
+    queryset = SupportNotification.objects.filter(user=actor, read_at__isnull=True)
+    if ids is not None:
+        queryset = queryset.filter(pk__in=list(ids))
+    return queryset.update(read_at=timezone.now())
+
+
+# --- SLA settings: policies, calendars, customer tiers -------------------------------------
+
+POLICY_FIELDS = (
+    "name",
+    "position",
+    "priority",
+    "category",
+    "customer_tier",
+    "first_response_minutes",
+    "resolution_minutes",
+    "calendar",
+    "is_active",
+)
+
+
+def _require(actor, permission: str, what: str) -> None:
+    if not actor.has_perm(permission):
+        raise PermissionDenied(f"Your role may not {what}.")
+
+
+def _policy_values(values: dict) -> dict:
+    cleaned = {key: values[key] for key in POLICY_FIELDS if key in values}
+    name = " ".join(str(cleaned.get("name", "")).split())
+    if "name" in cleaned:
+        if not name:
+            raise ValidationError({"name": "A name is required."})
+        cleaned["name"] = name[:100]
+    if "priority" in cleaned:
+        _check_priority(cleaned["priority"])
+    if cleaned.get("customer_tier") and cleaned["customer_tier"] not in CustomerTier.values:
+        raise ValidationError(
+            {
+                "customer_tier": f"Unknown tier {cleaned['customer_tier']!r}. Allowed values: {', '.join(CustomerTier.values)}."
+            }
+        )
+    for key in ("first_response_minutes", "resolution_minutes"):
+        if key in cleaned and (not isinstance(cleaned[key], int) or cleaned[key] <= 0):
+            raise ValidationError({key: "Give a whole number of minutes, at least 1."})
+    first = cleaned.get("first_response_minutes")
+    resolution = cleaned.get("resolution_minutes")
+    if first and resolution and resolution < first:
+        raise ValidationError(
+            {
+                "resolution_minutes": "The resolution target cannot be shorter than the first response target."
+            }
+        )
+    return cleaned
+
+
+@transaction.atomic
+def create_sla_policy(*, actor, **values) -> SLAPolicy:
+    _require(actor, "tickets.add_slapolicy", "manage SLA policies")
+    cleaned = _policy_values(values)
+    for key in ("name", "priority", "first_response_minutes", "resolution_minutes"):
+        if key not in cleaned:
+            raise ValidationError({key: "This field is required."})
+    policy = SLAPolicy.objects.create(**cleaned)
+    record("sla_policy.created", target=policy, data=_policy_data(policy), actor=actor)
+    return policy
+
+
+def _policy_data(policy: SLAPolicy) -> dict:
+    return {
+        "name": policy.name,
+        "priority": policy.priority,
+        "category": policy.category.slug if policy.category_id else None,
+        "customer_tier": policy.customer_tier or None,
+        "first_response_minutes": policy.first_response_minutes,
+        "resolution_minutes": policy.resolution_minutes,
+        "calendar": policy.calendar.name if policy.calendar_id else None,
+        "position": policy.position,
+        "is_active": policy.is_active,
+    }
+
+
+@transaction.atomic
+def update_sla_policy(*, actor, policy: SLAPolicy, **values) -> SLAPolicy:
+    """Change a policy. Tickets keep the due times they have; the new targets apply to
+    tickets opened, re-prioritised or reopened from now on."""
+    _require(actor, "tickets.change_slapolicy", "manage SLA policies")
+    policy = SLAPolicy.objects.select_for_update().get(pk=policy.pk)
+    before = _policy_data(policy)
+    cleaned = _policy_values(values)
+    merged_first = cleaned.get("first_response_minutes", policy.first_response_minutes)
+    merged_resolution = cleaned.get("resolution_minutes", policy.resolution_minutes)
+    if merged_resolution < merged_first:
+        raise ValidationError(
+            {
+                "resolution_minutes": "The resolution target cannot be shorter than the first response target."
+            }
+        )
+    for key, value in cleaned.items():
+        setattr(policy, key, value)
+    policy.updated_at = timezone.now()
+    policy.save()
+    after = _policy_data(policy)
+    changes = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
+    if changes:
+        record("sla_policy.updated", target=policy, changes=changes, actor=actor)
+    return policy
+
+
+@transaction.atomic
+def delete_sla_policy(*, actor, policy: SLAPolicy) -> None:
+    """Remove a policy. Tickets under it keep their due times and history (the history
+    keeps the policy's name)."""
+    _require(actor, "tickets.delete_slapolicy", "delete SLA policies")
+    record("sla_policy.deleted", target=policy, data=_policy_data(policy), actor=actor)
+    policy.delete()
+
+
+def _calendar_values(values: dict, *, partial: bool) -> dict:
+    cleaned: dict = {}
+    if "name" in values or not partial:
+        name = " ".join(str(values.get("name", "")).split())
+        if not name:
+            raise ValidationError({"name": "A name is required."})
+        cleaned["name"] = name[:100]
+    if "time_zone" in values or not partial:
+        cleaned["time_zone"] = sla.check_time_zone(values.get("time_zone", ""))
+    if "always_open" in values:
+        cleaned["always_open"] = bool(values["always_open"])
+    if "weekly_hours" in values or not partial:
+        cleaned["weekly_hours"] = sla.check_weekly_hours(values.get("weekly_hours", [[]] * 7))
+    if "holiday_country" in values or "holiday_subdivision" in values:
+        country, subdivision = sla.check_country(
+            values.get("holiday_country", ""), values.get("holiday_subdivision", "")
+        )
+        cleaned["holiday_country"], cleaned["holiday_subdivision"] = country, subdivision
+    return cleaned
+
+
+def _check_open_sometime(calendar: BusinessCalendar) -> None:
+    if not calendar.always_open and not any(calendar.weekly_hours):
+        raise ValidationError(
+            {
+                "weekly_hours": "Give business hours on at least one weekday, or choose around the clock."
+            }
+        )
+
+
+@transaction.atomic
+def create_calendar(*, actor, **values) -> BusinessCalendar:
+    _require(actor, "tickets.add_businesscalendar", "manage business calendars")
+    cleaned = _calendar_values(values, partial=False)
+    if BusinessCalendar.objects.filter(name__iexact=cleaned["name"]).exists():
+        raise ValidationError({"name": f"A calendar named {cleaned['name']!r} already exists."})
+    calendar = BusinessCalendar(**cleaned)
+    _check_open_sometime(calendar)
+    calendar.save()
+    record("business_calendar.created", target=calendar, data=cleaned, actor=actor)
+    return calendar
+
+
+@transaction.atomic
+def update_calendar(*, actor, calendar: BusinessCalendar, **values) -> BusinessCalendar:
+    """Change a calendar. Running clocks keep their due times until their ticket changes."""
+    _require(actor, "tickets.change_businesscalendar", "manage business calendars")
+    calendar = BusinessCalendar.objects.select_for_update().get(pk=calendar.pk)
+    cleaned = _calendar_values(values, partial=True)
+    if (
+        "name" in cleaned
+        and BusinessCalendar.objects.filter(name__iexact=cleaned["name"])
+        .exclude(pk=calendar.pk)
+        .exists()
+    ):
+        raise ValidationError({"name": f"A calendar named {cleaned['name']!r} already exists."})
+    changes = {
+        key: [getattr(calendar, key), value]
+        for key, value in cleaned.items()
+        if getattr(calendar, key) != value
+    }
+    for key, value in cleaned.items():
+        setattr(calendar, key, value)
+    _check_open_sometime(calendar)
+    if changes:
+        calendar.updated_at = timezone.now()
+        calendar.save()
+        record("business_calendar.updated", target=calendar, changes=changes, actor=actor)
+    return calendar
+
+
+@transaction.atomic
+def add_calendar_holiday(
+    *, actor, calendar: BusinessCalendar, date, name: str = ""
+) -> CalendarHoliday:
+    _require(actor, "tickets.change_businesscalendar", "manage business calendars")
+    calendar = BusinessCalendar.objects.select_for_update().get(pk=calendar.pk)
+    if CalendarHoliday.objects.filter(calendar=calendar, date=date).exists():
+        raise ValidationError(
+            {"date": f"{date.isoformat()} is already a closed day of this calendar."}
+        )
+    holiday = CalendarHoliday.objects.create(
+        calendar=calendar, date=date, name=" ".join((name or "").split())[:100]
+    )
+    calendar.updated_at = timezone.now()  # a new version: cached schedules are reloaded
+    calendar.save(update_fields=["updated_at"])
+    record(
+        "business_calendar.holiday_added",
+        target=calendar,
+        data={"date": date.isoformat(), "name": holiday.name},
+        actor=actor,
+    )
+    return holiday
+
+
+@transaction.atomic
+def remove_calendar_holiday(*, actor, holiday: CalendarHoliday) -> None:
+    _require(actor, "tickets.change_businesscalendar", "manage business calendars")
+    calendar = BusinessCalendar.objects.select_for_update().get(pk=holiday.calendar_id)
+    record(
+        "business_calendar.holiday_removed",
+        target=calendar,
+        data={"date": holiday.date.isoformat(), "name": holiday.name},
+        actor=actor,
+    )
+    holiday.delete()
+    calendar.updated_at = timezone.now()
+    calendar.save(update_fields=["updated_at"])
+
+
+@transaction.atomic
+def set_customer_tier(*, actor, customer, tier: str) -> CustomerProfile:
+    """Set a customer's support tier (it narrows SLA policies for their new tickets)."""
+    _require(actor, "tickets.change_customerprofile", "change customer tiers")
+    if tier not in CustomerTier.values:
+        raise ValidationError(
+            {"tier": f"Unknown tier {tier!r}. Allowed values: {', '.join(CustomerTier.values)}."}
+        )
+    if customer.is_staff:
+        raise ValidationError({"customer": "Support tiers are for customers, not staff."})
+    profile, _created = CustomerProfile.objects.select_for_update().get_or_create(user=customer)
+    if profile.tier != tier:
+        record(
+            "customer.tier_changed",
+            target=customer,
+            changes={"tier": [profile.tier, tier]},
+            actor=actor,
+        )
+        profile.tier = tier
+        profile.updated_at = timezone.now()
+        profile.save(update_fields=["tier", "updated_at"])
+    return profile
+
+
+# --- assignment: availability, caps, teams, routing ----------------------------------------
+
+
+def _profile_for_update(user) -> AgentProfile:
+    profile, _created = AgentProfile.objects.get_or_create(user=user)
+    return AgentProfile.objects.select_for_update().get(pk=profile.pk)
+
+
+@transaction.atomic
+def set_availability(*, actor, agent, available: bool) -> AgentProfile:
+    """An agent marks themself (or a lead marks an agent) available or away. Going away
+    re-routes their active tickets that the router gave them; tickets a person assigned
+    stay where they are (manual assignment wins)."""
+    if actor.pk != agent.pk:
+        _require(actor, "tickets.change_agentprofile", "change another agent's availability")
+    if not is_assignable(agent):
+        raise ValidationError({"agent": f"{agent.get_username()} does not work tickets."})
+    profile = _profile_for_update(agent)
+    if profile.is_available == available:
+        return profile
+    now = timezone.now()
+    profile.is_available = available
+    profile.updated_at = now
+    profile.save(update_fields=["is_available", "updated_at"])
+    record(
+        "agent.availability_changed",
+        target=agent,
+        changes={"is_available": [not available, available]},
+        actor=actor,
+    )
+    if not available:
+        ids = list(
+            Ticket.objects.filter(assignee=agent, auto_assigned=True, status__in=ACTIVE_STATUSES)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        for ticket_id in ids:
+            _route(_lock(ticket_id), now=now, exclude_user_id=agent.pk)
+    return profile
+
+
+@transaction.atomic
+def set_agent_cap(*, actor, agent, max_open_tickets: int) -> AgentProfile:
+    _require(actor, "tickets.change_agentprofile", "change agents' caps")
+    if not isinstance(max_open_tickets, int) or not 0 <= max_open_tickets <= 10_000:
+        raise ValidationError({"max_open_tickets": "Give a whole number from 0 to 10000."})
+    if not is_assignable(agent):
+        raise ValidationError({"agent": f"{agent.get_username()} does not work tickets."})
+    profile = _profile_for_update(agent)
+    if profile.max_open_tickets != max_open_tickets:
+        record(
+            "agent.cap_changed",
+            target=agent,
+            changes={"max_open_tickets": [profile.max_open_tickets, max_open_tickets]},
+            actor=actor,
+        )
+        profile.max_open_tickets = max_open_tickets
+        profile.updated_at = timezone.now()
+        profile.save(update_fields=["max_open_tickets", "updated_at"])
+    return profile
+
+
+@transaction.atomic
+def create_team(*, actor, name: str, members: Iterable = ()) -> SupportTeam:
+    _require(actor, "tickets.add_supportteam", "manage support teams")
+    name = " ".join((name or "").split())[:100]
+    if not name:
+        raise ValidationError({"name": "A name is required."})
+    if SupportTeam.objects.filter(name__iexact=name).exists():
+        raise ValidationError({"name": f"A team named {name!r} already exists."})
+    team = SupportTeam.objects.create(name=name)
+    set_team_members(actor=actor, team=team, members=members)
+    record("support_team.created", target=team, data={"name": name}, actor=actor)
+    return team
+
+
+@transaction.atomic
+def set_team_members(*, actor, team: SupportTeam, members: Iterable) -> SupportTeam:
+    _require(actor, "tickets.change_supportteam", "manage support teams")
+    members = list(members)
+    for member in members:
+        if not is_assignable(member):
+            raise ValidationError({"members": f"{member.get_username()} does not work tickets."})
+        AgentProfile.objects.get_or_create(user=member)
+    before = sorted(team.members.values_list("username", flat=True))
+    team.members.set(members)
+    after = sorted(m.get_username() for m in members)
+    if before != after:
+        record(
+            "support_team.members_changed",
+            target=team,
+            changes={"members": [before, after]},
+            actor=actor,
+        )
+    return team
+
+
+@transaction.atomic
+def set_category_routing(
+    *, actor, category: Category, team: SupportTeam | None, strategy: str
+) -> Category:
+    _require(actor, "tickets.change_category", "change how categories are routed")
+    if strategy not in AssignmentStrategy.values:
+        raise ValidationError(
+            {
+                "strategy": f"Unknown strategy {strategy!r}. Allowed values: {', '.join(AssignmentStrategy.values)}."
+            }
+        )
+    if strategy != AssignmentStrategy.MANUAL and team is None:
+        raise ValidationError({"team": "Automatic assignment needs a team to choose from."})
+    category = Category.objects.select_for_update().get(pk=category.pk)
+    changes = {}
+    if category.team_id != (team.pk if team else None):
+        changes["team"] = [
+            category.team.name if category.team else None,
+            team.name if team else None,
+        ]
+        category.team = team
+    if category.assignment_strategy != strategy:
+        changes["assignment_strategy"] = [category.assignment_strategy, strategy]
+        category.assignment_strategy = strategy
+    if changes:
+        category.save(update_fields=["team", "assignment_strategy"])
+        record("ticket_category.routing_changed", target=category, changes=changes, actor=actor)
+    return category

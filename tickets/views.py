@@ -338,7 +338,7 @@ def delete_view(request, pk):
 
 # Fragments a GET renders alone (?part=<name>), each with what it needs. The ticket page
 # refreshes its header and timeline this way; see templates/tickets/ticket.html.
-PARTS = ("header", "actions", "timeline", "conversation")
+PARTS = ("header", "actions", "timeline", "conversation", "sla")
 
 
 def _history_url(obj, user) -> str | None:
@@ -413,6 +413,14 @@ def _part_context(request, ticket, part: str) -> dict:
         return _timeline_context(request, ticket)
     if part == "conversation":
         return _conversation_context(request, ticket)
+    if part == "sla":
+        # Loaded after the page (and again on every change): the SLA history card.
+        targets = queries.sla_history(ticket)
+        return {
+            "ticket": ticket,
+            "sla_targets": targets,
+            "policy_name": targets[-1].policy_name if targets else "",
+        }
     return {"ticket": ticket}
 
 

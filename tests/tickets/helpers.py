@@ -31,3 +31,18 @@ def run_queued_tasks(callbacks) -> list[str]:
             task.apply(args=callback.args, throw=True)
             names.append(task.name)
     return names
+
+
+def run_with_tasks(capture, action):
+    """Run ``action()``, then every Celery task it queued after commit, then the tasks those
+    queued, and so on (a chain like scan → announce → email), each through ``Task.apply``.
+    ``capture`` is pytest-django's ``django_capture_on_commit_callbacks``. Returns
+    ``action``'s result and the names of the tasks run, in order."""
+    with capture() as callbacks:
+        result = action()
+    names: list[str] = []
+    while callbacks:
+        with capture() as more:
+            names += run_queued_tasks(callbacks)
+        callbacks = more
+    return result, names

@@ -35,8 +35,8 @@ QUEUE_LOOP = """{% load console tickets_ui %}{% for ticket in tickets %}
   <td class="col-category muted">{{ ticket.category.name }}</td>
   <td>{% include "includes/badge.html" with kind="status" value=ticket.status label=ticket.get_status_display %}</td>
   <td>{% include "includes/badge.html" with kind="priority" value=ticket.priority label=ticket.get_priority_display %}</td>
-  <td class="col-person">{% if ticket.assignee %}<span class="person"><span class="avatar avatar-xs" aria-hidden="true">{{ ticket.assignee|initials }}</span><span class="truncate">{{ ticket.assignee|user_label }}</span></span>{% else %}<span class="muted">Unassigned</span>{% endif %}</td>
-  <td class="col-sla" title="{{ sla.title }}">{% if sla.label %}<span class="sla sla-{{ sla.tone|default:'ok' }}">{% icon "clock" %}{{ sla.label }}</span>{% else %}<span class="muted">—</span>{% endif %}</td>
+  <td class="col-person">{% if ticket.assignee %}<span class="person"><span class="avatar avatar-xs" aria-hidden="true">{{ ticket.assignee|initials }}</span><span class="truncate">{{ ticket.assignee|user_label }}</span></span>{% else %}<span class="muted">Unassigned</span>{% if ticket.needs_assignment %}<span class="flag-chip" title="Automatic assignment found no available agent below their cap">no agent free</span>{% endif %}{% endif %}</td>
+  <td class="col-sla" title="{{ sla.title }}">{% if sla.label %}<span class="sla sla-{{ sla.tone|default:'ok' }}"{% if sla.attrs %} {{ sla.attrs|safe }}{% endif %}>{% icon "clock" %}<span class="sla-text" data-sla-text>{{ sla.label }}</span></span>{% else %}<span class="muted">—</span>{% endif %}</td>
   <td class="col-updated muted nowrap" title="{{ ticket.updated_at|date:'j M Y H:i T' }}">{{ ticket.updated_at|ago }}</td>
 </tr>
 {% endwith %}
@@ -92,6 +92,8 @@ def test_queue_rows_give_the_markup_of_the_template_loop(make_ticket, agent, tri
         resolution_due_at=now + dt.timedelta(minutes=30),
         updated_at=now - dt.timedelta(days=40),
     )
+    # Routing found nobody for the billing ticket.
+    Ticket.objects.filter(subject="Billing question").update(assignee=None, needs_assignment=True)
     filters = parse_filters(QueryDict(""), user=agent)
     tickets = queries.queue_page(user=agent, filters=filters).tickets
     assert len(tickets) == 4

@@ -515,6 +515,8 @@ def test_ticket_page_runs_a_fixed_number_of_queries(
         ("actions", '<header class="card-header"><h2>Properties</h2>', 7),
         ("timeline", '<header class="card-header"><h2>Activity</h2>', 6),
         ("conversation", '<section class="conversation" id="conversation"', 7),
+        # The SLA card, loaded after the page: the ticket's targets.
+        ("sla", '<header class="card-header"><h2>SLA</h2>', 6),
     ],
 )
 def test_ticket_fragments_render_alone(
@@ -533,7 +535,7 @@ def test_unknown_fragment_is_400_and_missing_ticket_is_404(client, agent, worked
     client.force_login(agent)
     response = client.get(f"/admin/support/{worked_ticket.pk}/?part=secrets", headers=HX)
     assert response.status_code == 400
-    assert "Unknown part 'secrets'. Parts: header, actions, timeline, conversation." in html(
+    assert "Unknown part 'secrets'. Parts: header, actions, timeline, conversation, sla." in html(
         response
     )
     assert client.get("/admin/support/999999/").status_code == 404

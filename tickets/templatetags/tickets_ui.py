@@ -102,26 +102,53 @@ def sla_state(ticket) -> dict:
 
 
 def _sla_state(ticket, now) -> dict:
+    """Also ``attrs``: the countdown's data attributes (static/tickets/sla.js ticks them every
+    second) for an active ticket with a running clock, else ""."""
     title = []
     if ticket.first_response_due_at and not ticket.first_responded_at:
         title.append(f"First response due {_stamp(ticket.first_response_due_at)}")
     if ticket.resolution_due_at:
         title.append(f"Resolution due {_stamp(ticket.resolution_due_at)}")
-    if ticket.sla_breached:
-        return {"label": "Breached", "tone": "danger", "title": "; ".join(title) or "SLA breached"}
     due = ticket.next_due_at
-    if due is None or ticket.status not in ACTIVE_STATUSES:
-        return {"label": "", "tone": "", "title": "; ".join(title)}
+    active = ticket.status in ACTIVE_STATUSES
+    paused = active and getattr(ticket, "sla_paused_at", None) is not None
+    attrs = ""
+    if due is not None and active:
+        warn = (
+            getattr(ticket, "first_response_warn_at", None)
+            if ticket.first_responded_at is None and due == ticket.first_response_due_at
+            else getattr(ticket, "resolution_warn_at", None)
+        )
+        attrs = countdown_attrs(due=due, warn=warn, paused=paused)
+        if ticket.sla_breached:
+            attrs += ' data-sla-breached="true"'
+    if ticket.sla_breached:
+        return {
+            "label": "Breached",
+            "tone": "danger",
+            "title": "; ".join(title) or "SLA breached",
+            "attrs": attrs,
+        }
+    if due is None or not active:
+        return {"label": "", "tone": "", "title": "; ".join(title), "attrs": ""}
+    if paused:
+        return {"label": "Paused", "tone": "paused", "title": "; ".join(title), "attrs": attrs}
     left = due - now
     if left.total_seconds() < 0:
         return {
             "label": f"{compact_duration(left)} over",
             "tone": "danger",
             "title": "; ".join(title),
+            "attrs": attrs,
         }
     warned = ticket.sla_first_response_warning or ticket.sla_resolution_warning
     tone = "warning" if warned or left <= DUE_SOON else ""
-    return {"label": f"in {compact_duration(left)}", "tone": tone, "title": "; ".join(title)}
+    return {
+        "label": f"in {compact_duration(left)}",
+        "tone": tone,
+        "title": "; ".join(title),
+        "attrs": attrs,
+    }
 
 
 def _stamp(moment) -> str:
@@ -227,7 +254,13 @@ def queue_rows(tickets, can_work: bool) -> SafeString:
         requester = ticket.requester
         assignee = ticket.assignee
         if assignee is None:
-            person = '<span class="muted">Unassigned</span>'
+            person = (
+                '<span class="muted">Unassigned</span>'
+                '<span class="flag-chip" title="Automatic assignment found no available agent '
+                'below their cap">no agent free</span>'
+                if getattr(ticket, "needs_assignment", False)
+                else '<span class="muted">Unassigned</span>'
+            )
         elif (person := people.get(assignee.pk)) is None:  # a handful of agents, many rows
             person = people[assignee.pk] = (
                 f'<span class="person"><span class="avatar avatar-xs" aria-hidden="true">'
@@ -237,8 +270,9 @@ def queue_rows(tickets, can_work: bool) -> SafeString:
         sla = _sla_state(ticket, clock.now)
         if sla["label"]:
             sla_cell = (
-                f'<span class="sla sla-{escape(sla["tone"] or "ok")}">{clock_icon}'
-                f"{escape(sla['label'])}</span>"
+                f'<span class="sla sla-{escape(sla["tone"] or "ok")}"'
+                f"{' ' + sla['attrs'] if sla['attrs'] else ''}>{clock_icon}"
+                f'<span class="sla-text" data-sla-text>{escape(sla["label"])}</span></span>'
             )
         else:
             sla_cell = '<span class="muted">—</span>'
@@ -329,3 +363,82 @@ def comment_thread(comments, *, ticket, can_comment: bool, new_comment_id=None) 
             "</li>\n"
         )
     return mark_safe("".join(items))  # noqa: S308 - every value is escaped above
+
+
+# --- SLA: durations, countdowns and history --------------------------------------------------
+
+
+@register.filter
+def duration_words(seconds) -> str:
+    """``5400`` → ``1h 30m``; ``200000`` → ``2d 7h``; under a minute → ``<1m``."""
+    if seconds is None or seconds == "":
+        return ""
+    total = abs(int(float(seconds)))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{days}d {hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
+    return f"{minutes}m" if minutes else "<1m"
+
+
+@register.filter
+def get_item(mapping, key):
+    """``{{ report|get_item:name }}``: a dict entry by a variable key."""
+    return mapping.get(key) if hasattr(mapping, "get") else None
+
+
+def _iso(moment) -> str:
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if moment else ""
+
+
+def countdown_attrs(*, due, warn, paused: bool, done: bool = False) -> str:
+    """The data attributes static/tickets/sla.js reads to tick a countdown every second:
+    due and warning moments (ISO, UTC) and whether the clock stands still."""
+    state = "done" if done else ("paused" if paused else "running")
+    return f'data-sla-due="{_iso(due)}" data-sla-warn="{_iso(warn)}" data-sla-state="{state}"'
+
+
+@register.simple_tag
+def sla_countdown(ticket, kind: str) -> SafeString:
+    """A ticking countdown of one of the ticket's clocks (``first_response`` or
+    ``resolution``) for the ticket page header; empty when that clock does not run."""
+    if kind == "first_response":
+        due, warn = ticket.first_response_due_at, ticket.first_response_warn_at
+        breached, warned = ticket.sla_first_response_breached, ticket.sla_first_response_warning
+        if not due or ticket.first_responded_at:
+            return mark_safe("")
+        label = "First response"
+    else:
+        due, warn = ticket.resolution_due_at, ticket.resolution_warn_at
+        breached, warned = ticket.sla_resolution_breached, ticket.sla_resolution_warning
+        if not due:
+            return mark_safe("")
+        label = "Resolution"
+    if ticket.status not in ACTIVE_STATUSES:
+        return mark_safe("")
+    paused = ticket.sla_paused_at is not None
+    now = timezone.now()
+    left = due - now
+    if paused:
+        tone, text = "paused", "paused"
+    elif breached or left.total_seconds() < 0:
+        tone, text = "danger", f"{compact_duration(left)} over"
+    elif warned or (warn and now >= warn):
+        tone, text = "warning", f"{compact_duration(left)} left"
+    else:
+        tone, text = "ok", f"{compact_duration(left)} left"
+    return mark_safe(  # noqa: S308 - every value is escaped or generated
+        f'<span class="head-item sla sla-{tone}" data-testid="sla-{kind}" '
+        f"{countdown_attrs(due=due, warn=warn, paused=paused)} "
+        f'title="{escape(label)} due {escape(_stamp(due))}">{icon_html("clock")}'
+        f'{escape(label)} <span class="sla-text" data-sla-text>{escape(text)}</span></span>'
+    )
+
+
+@register.filter
+def mul60(minutes) -> int:
+    """Minutes → seconds, for ``duration_words``."""
+    return int(minutes or 0) * 60
