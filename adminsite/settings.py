@@ -236,6 +236,9 @@ SITE_URL = env.get_str("SITE_URL", default=f"http://{HOST}:{PORT}")
 STRIPE_SECRET_KEY = env.get_str("STRIPE_SECRET_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env.get_str("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_API_BASE = env.get_str("STRIPE_API_BASE", default="")
+# Seconds to wait for one Stripe API call (the SDK retries a timed-out call twice, with the same
+# idempotency key) before the customer is told to try again.
+STRIPE_TIMEOUT_SECONDS = env.get_int("STRIPE_TIMEOUT_SECONDS", default=20)
 
 # --- audit --------------------------------------------------------------------------------
 AUDIT_RETENTION_DAYS = env.get_int("AUDIT_RETENTION_DAYS", default=2557)  # 7 years

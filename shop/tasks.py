@@ -1,0 +1,85 @@
+"""Celery entry points of the shop: ids in, call a service.
+
+Stripe events: each delivery stores its event and, unless a drain is already queued, queues
+``process_webhook_events``, which processes stored events in batches until none is left
+(several workers may drain at once: rows are taken with SKIP LOCKED). An event that fails is
+recorded on the event and retried alone by ``process_webhook_event`` with backoff; after the
+last retry it stays "failed" in the console, with "Reprocess". Both are idempotent: an event
+already processed is skipped.
+"""
+
+from __future__ import annotations
+
+import time
+
+from celery import shared_task
+
+from shop import services, stripe_api
+
+
+@shared_task(
+    name="shop.process_webhook_event",
+    autoretry_for=(Exception,),
+    retry_backoff=10,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=6,
+    time_limit=120,
+    soft_time_limit=90,
+    ignore_result=True,
+)
+def process_webhook_event(event_id: int) -> str:
+    return services.process_event(event_id)
+
+
+# Long enough for tens of thousands of events; a longer backlog continues in the next drain.
+DRAIN_SECONDS = 50
+
+
+@shared_task(
+    name="shop.process_webhook_events",
+    time_limit=120,
+    soft_time_limit=90,
+    max_retries=0,
+    ignore_result=True,
+)
+def process_webhook_events() -> int:
+    """Process stored Stripe events in batches until none is left (or the time is up)."""
+    services.drain_started()
+    started = time.monotonic()
+    done = 0
+    while time.monotonic() - started < DRAIN_SECONDS:
+        taken = services.process_received()
+        if not taken:
+            return done
+        done += len(taken)
+    process_webhook_events.delay()
+    return done
+
+
+@shared_task(
+    name="shop.requeue_webhook_events",
+    time_limit=120,
+    soft_time_limit=100,
+    max_retries=0,
+    ignore_result=True,
+)
+def requeue_webhook_events() -> int:
+    """Backstop: events stored while the broker was unreachable are queued again."""
+    return services.requeue_unprocessed()
+
+
+@shared_task(
+    name="shop.sync_catalogue",
+    autoretry_for=(stripe_api.StripeUnavailableError,),
+    retry_backoff=60,
+    max_retries=3,
+    time_limit=1800,
+    soft_time_limit=1700,
+    ignore_result=True,
+)
+def sync_catalogue(run_id: int | None = None) -> None:
+    """The hourly reconciliation (``run_id`` None) or a "sync now" run from the console."""
+    if not stripe_api.configured():
+        return
+    services.sync_catalogue(trigger="schedule" if run_id is None else "console", run_id=run_id)
