@@ -72,6 +72,15 @@ BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=2),
         "options": {"expires": 2},
     },
+    # Alert rules: every enabled rule in one set-based pass over the rollups. Every 10 s keeps
+    # an alert visible within 10 s of the breach even for points that skip the flush (written
+    # by the database fallback or the ingestion API), and advances pending periods, no-data
+    # and re-notify timers; the flush evaluates the metrics it wrote as well.
+    "monitoring.evaluate_alerts": {
+        "task": "monitoring.evaluate_alerts",
+        "schedule": timedelta(seconds=10),
+        "options": {"expires": 9},
+    },
     # Raw point partitions: created three days ahead and dropped past the retention. Hourly
     # although one run a day would do, so a missed run never leaves a day without a partition.
     "monitoring.maintain_partitions": {

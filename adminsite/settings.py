@@ -352,6 +352,14 @@ if METRICS_RAW_RETENTION_DAYS < 2:
     raise env.ImproperlyConfiguredError(
         f"METRICS_RAW_RETENTION_DAYS must be at least 2, got {METRICS_RAW_RETENTION_DAYS}"
     )
+# Alert notifications: generic webhooks are signed with HMAC-SHA256 of this secret (receivers
+# verify X-Adminsite-Signature); defaults to SECRET_KEY so signing always works in development.
+ALERT_WEBHOOK_SECRET = env.get_str("ALERT_WEBHOOK_SECRET", default="") or SECRET_KEY
+# Each delivery: this timeout per try, and up to this many retries with exponential backoff
+# (ALERT_RETRY_BASE_SECONDS, doubling, at most an hour apart).
+ALERT_NOTIFICATION_TIMEOUT = env.get_int("ALERT_NOTIFICATION_TIMEOUT", default=10)
+ALERT_NOTIFICATION_RETRIES = env.get_int("ALERT_NOTIFICATION_RETRIES", default=6)
+ALERT_RETRY_BASE_SECONDS = env.get_int("ALERT_RETRY_BASE_SECONDS", default=10)
 
 # --- logging ------------------------------------------------------------------------------
 LOG_LEVEL = env.get_str("LOG_LEVEL", default="INFO")

@@ -173,8 +173,21 @@ def load_points(target: int) -> None:
                GROUP BY name, tags, date_trunc('minute', time)""",
             [names],
         )
+        cursor.execute("DELETE FROM monitoring_rollups_hourly WHERE name = ANY(%s)", [names])
+        cursor.execute(
+            """INSERT INTO monitoring_rollups_hourly
+                 (name, tags_key, tags, hour, count, sum, min, max, last, last_at, p95, hist)
+               SELECT name, tags_key, (array_agg(tags))[1], date_trunc('hour', minute),
+                      sum(count), sum(sum), min(min), max(max),
+                      (array_agg(last ORDER BY last_at DESC))[1], max(last_at), max(p95),
+                      '{}'::jsonb
+               FROM monitoring_rollups WHERE name = ANY(%s)
+               GROUP BY name, tags_key, date_trunc('hour', minute)""",
+            [names],
+        )
         cursor.execute("ANALYZE monitoring_points")
         cursor.execute("ANALYZE monitoring_rollups")
+        cursor.execute("ANALYZE monitoring_rollups_hourly")
         print(f"loaded in {time.perf_counter() - started:.0f} s")
 
 

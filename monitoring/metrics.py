@@ -24,6 +24,7 @@ import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ def encode_point(name: str, value: float, stamp: float, tags_json: str) -> str:
 
 def decode_entry(raw: str) -> list[tuple[str, float, int, str]]:
     """The points of one stream entry (one or more encoded points, newline-separated)."""
-    points = []
+    points: list[tuple[str, float, int, str]] = []
     append = points.append
     for line in raw.split("\n"):
         name, value, micros, tags_json = line.split(SEPARATOR, 3)
@@ -196,7 +197,7 @@ class MetricBuffer:
     def __init__(self, *, redis_url: str | None = None, key: str | None = None):
         self._redis_url = redis_url
         self._key = key
-        self._client = None
+        self._client: Any = None  # a redis.Redis once connected (imported lazily)
         self._pending: list[str] = []
         self._oldest = 0.0
         self._lock = threading.Lock()

@@ -50,34 +50,44 @@ def series(
 ) -> dict[str, dict[str, list]]:
     """Per metric: bucket start times, avg, min, max, p95 and count, over every tag set (or those
     containing ``tags``). One query for all ``names``. A bucket wider than a minute reports the
-    highest minute p95 in it (an upper bound; minute histograms are not merged here)."""
+    highest p95 in it (an upper bound; histograms are not merged here). Ranges bucketed by the
+    hour or more read the hourly rollups: 168 rows a week per tag set instead of 10,080."""
     now = now or timezone.now()
     since = now - rng.span
+    table, column = (
+        ("monitoring_rollups_hourly", "hour")
+        if rng.bucket_seconds % 3600 == 0
+        else ("monitoring_rollups", "minute")
+    )
     params: list = [rng.bucket_seconds, names, since]
     tag_clause = ""
     if tags:
         tag_clause = " AND tags @> %s::jsonb"
         params.append(json.dumps(tags))
+    # The bucket comes back as ISO 8601 text and the average already rounded: parsing and
+    # formatting a timestamp per row in Python took most of a week-long chart's time.
     sql = f"""
         SELECT name,
-               date_bin(make_interval(secs => %s), minute, timestamptz '2000-01-01') AS bucket,
-               sum(sum) / sum(count), min(min), max(max), max(p95), sum(count)
-        FROM monitoring_rollups
-        WHERE name = ANY(%s) AND minute >= %s{tag_clause}
-        GROUP BY name, bucket ORDER BY name, bucket"""  # noqa: S608 - fixed clause, values bound
-    result = {
+               to_char(date_bin(make_interval(secs => %s), {column}, timestamptz '2000-01-01')
+                       AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"') AS bucket,
+               round((sum(sum) / sum(count))::numeric, 4)::float8, min(min), max(max),
+               max(p95), sum(count)::bigint
+        FROM {table}
+        WHERE name = ANY(%s) AND {column} >= %s{tag_clause}
+        GROUP BY name, bucket ORDER BY name, bucket"""  # noqa: S608 - fixed clauses, values bound
+    result: dict[str, dict[str, list]] = {
         name: {"t": [], "avg": [], "min": [], "max": [], "p95": [], "count": []} for name in names
     }
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         for name, bucket, avg, low, high, p95, count in cursor.fetchall():
             data = result[name]
-            data["t"].append(bucket.isoformat())
-            data["avg"].append(round(avg, 4))
+            data["t"].append(bucket)
+            data["avg"].append(avg)
             data["min"].append(low)
             data["max"].append(high)
             data["p95"].append(p95)
-            data["count"].append(int(count))
+            data["count"].append(count)
     return result
 
 
@@ -131,8 +141,9 @@ def _level(value: float, warning: float, critical: float) -> str:
     return "critical" if value >= critical else "warning" if value >= warning else "healthy"
 
 
-def health_checks() -> list[dict]:
-    """Component checks: database, Redis, workers (adminsite.health), queue depth and disk."""
+def health_checks(*, firing: dict[str, int] | None = None) -> list[dict]:
+    """Component checks: database, Redis, workers (adminsite.health), queue depth, firing
+    alerts (``firing``: the firing_counts() already read, if any) and disk."""
     checks = []
     labels = {"database": "PostgreSQL", "redis": "Redis", "workers": "Celery workers"}
     for name, problem in adminsite_health.readiness().items():
@@ -165,6 +176,7 @@ def health_checks() -> list[dict]:
                 "detail": f"unknown: {exc.__class__.__name__}",
             }
         )
+    checks.append(alert_health(firing if firing is not None else firing_counts()))
     usage = shutil.disk_usage(settings.BASE_DIR)
     percent = usage.used / usage.total * 100 if usage.total else 0.0
     checks.append(
@@ -181,3 +193,136 @@ def health_checks() -> list[dict]:
 def overall(checks: list[dict]) -> str:
     levels = {c["health"] for c in checks}
     return "critical" if "critical" in levels else "warning" if "warning" in levels else "healthy"
+
+
+# --- alerting ------------------------------------------------------------------------------
+
+ALERT_PAGE_SIZE = 50
+
+
+def _severity_order():
+    from django.db.models import Case, IntegerField, Value, When
+
+    from monitoring.models import SEVERITY_RANK
+
+    return Case(
+        *(When(severity=s, then=Value(rank)) for s, rank in SEVERITY_RANK.items()),
+        output_field=IntegerField(),
+    )
+
+
+def active_alerts(*, limit: int = 50) -> list:
+    """Open alerts, firing before pending, most severe and oldest first."""
+    from monitoring.models import OPEN_STATUSES, Alert
+
+    return list(
+        Alert.objects.filter(status__in=OPEN_STATUSES)
+        .select_related("acknowledged_by")
+        .annotate(rank=_severity_order())
+        .order_by("status", "-rank", "started_at")[:limit]  # "firing" sorts before "pending"
+    )
+
+
+def firing_counts() -> dict[str, int]:
+    """Firing alerts per severity (and ``pending``, ``total``), in one query."""
+    from django.db.models import Count, Q
+
+    from monitoring.models import Alert, AlertStatus, Severity
+
+    firing = Q(status=AlertStatus.FIRING)
+    counts = Alert.objects.filter(status__in=[AlertStatus.PENDING, AlertStatus.FIRING]).aggregate(
+        **{s: Count("id", filter=firing & Q(severity=s)) for s in Severity.values},
+        pending=Count("id", filter=Q(status=AlertStatus.PENDING)),
+    )
+    counts["total"] = sum(counts[s] for s in Severity.values)
+    counts["by_severity"] = [(s, counts[s]) for s in reversed(Severity.values)]
+    return counts
+
+
+def alert_health(counts: dict[str, int]) -> dict:
+    """The health check of the alerts: critical with any firing critical alert, warning with
+    any firing warning."""
+    if counts["critical"]:
+        level = "critical"
+    elif counts["warning"]:
+        level = "warning"
+    else:
+        level = "healthy"
+    parts = [f"{counts[s]} {s}" for s in ("critical", "warning", "info") if counts[s]]
+    detail = f"{' · '.join(parts)} firing" if parts else "no alert firing"
+    return {"name": "alerts", "label": "Alerts", "health": level, "detail": detail}
+
+
+def alert_list(filters: dict):
+    """Alerts matching the history page's (and the API's) filters, newest first."""
+    from monitoring.models import OPEN_STATUSES, Alert
+
+    alerts = Alert.objects.select_related("resolved_by", "acknowledged_by")
+    status = filters.get("status")
+    if status == "open":
+        alerts = alerts.filter(status__in=OPEN_STATUSES)
+    elif status:
+        alerts = alerts.filter(status=status)
+    if filters.get("severity"):
+        alerts = alerts.filter(severity=filters["severity"])
+    if filters.get("rule"):
+        alerts = alerts.filter(rule_id=filters["rule"])
+    if filters.get("metric"):
+        alerts = alerts.filter(metric=filters["metric"])
+    if filters.get("since"):
+        alerts = alerts.filter(started_at__gte=filters["since"])
+    return alerts.order_by("-started_at", "-id")
+
+
+def alert_detail(pk: int):
+    """The alert with its history and every notification with its attempts (four queries)."""
+    from django.db.models import Prefetch
+    from django.shortcuts import get_object_or_404
+
+    from monitoring.models import Alert, AlertEvent, Notification
+
+    return get_object_or_404(
+        Alert.objects.select_related("rule", "resolved_by", "acknowledged_by").prefetch_related(
+            Prefetch("events", queryset=AlertEvent.objects.select_related("actor")),
+            Prefetch(
+                "notifications",
+                queryset=Notification.objects.prefetch_related("attempt_log"),
+            ),
+        ),
+        pk=pk,
+    )
+
+
+def rule_list():
+    """Every rule with its open alert count, by name."""
+    from django.db.models import Count, Q
+
+    from monitoring.models import OPEN_STATUSES, AlertRule
+
+    return AlertRule.objects.annotate(
+        open_alerts=Count("alerts", filter=Q(alerts__status__in=OPEN_STATUSES))
+    ).order_by("name", "id")
+
+
+def rule_choices() -> list[tuple[int, str]]:
+    from monitoring.models import AlertRule
+
+    return list(AlertRule.objects.order_by("name", "id").values_list("id", "name"))
+
+
+def silence_list(*, limit: int = 100) -> list:
+    """Current and upcoming silences first (soonest to end), then the most recent past ones."""
+    from django.db.models import Case, IntegerField, Value, When
+
+    from monitoring.models import Silence
+
+    now = timezone.now()
+    return list(
+        Silence.objects.select_related("rule", "created_by")
+        .annotate(
+            past=Case(
+                When(ends_at__lte=now, then=Value(1)), default=Value(0), output_field=IntegerField()
+            )
+        )  # fmt: skip
+        .order_by("past", "ends_at", "-id")[:limit]
+    )

@@ -82,3 +82,112 @@ register_step(
         help="a day of history for every predefined metric",
     )
 )
+
+
+# name -> the rule's fields. A handful of rules an ops team starts from; thresholds sit above
+# the seeded history's normal range, so the demo is quiet until something really breaks.
+DEMO_RULES: dict[str, dict] = {
+    "High API latency": {
+        "description": "The API's average latency over 5 minutes; critical past 1.5 s.",
+        "metric": METRICS.API_LATENCY,
+        "operator": "gt",
+        "threshold": 500,
+        "critical_threshold": 1500,
+        "recovery_threshold": 400,
+        "severity": "warning",
+        "aggregation": "avg",
+        "window_seconds": 300,
+        "pending_seconds": 60,
+        "notification_channels": {"email": ["ops@example.com"]},
+    },
+    "Error rate": {
+        "description": "Share of requests answered with an error, over 5 minutes.",
+        "metric": METRICS.ERROR_RATE,
+        "operator": "gt",
+        "threshold": 0.05,
+        "critical_threshold": 0.2,
+        "severity": "warning",
+        "aggregation": "avg",
+        "window_seconds": 300,
+        "notification_channels": {"email": ["ops@example.com"]},
+    },
+    "Disk almost full": {
+        "description": "Disk use of the application host.",
+        "metric": METRICS.DISK,
+        "operator": "gte",
+        "threshold": 85,
+        "critical_threshold": 95,
+        "recovery_threshold": 80,
+        "severity": "warning",
+        "aggregation": "last",
+        "window_seconds": 120,
+        "no_data": "keep",
+    },
+    "Email sync failures": {
+        "description": "Mailbox syncs failing: more than 5 in 10 minutes, for 2 minutes.",
+        "metric": METRICS.EMAIL_SYNC_FAILURES,
+        "operator": "gt",
+        "threshold": 5,
+        "severity": "warning",
+        "aggregation": "sum",
+        "window_seconds": 600,
+        "pending_seconds": 120,
+        "renotify_seconds": 3600,
+    },
+    "Celery queue backlog": {
+        "description": "Tasks waiting for a worker.",
+        "metric": METRICS.CELERY_QUEUE_DEPTH,
+        "operator": "gt",
+        "threshold": 100,
+        "critical_threshold": 1000,
+        "severity": "warning",
+        "aggregation": "max",
+        "window_seconds": 120,
+    },
+}
+
+
+def seed_alert_rules(ctx: SeedContext) -> None:
+    from monitoring import services
+    from monitoring.models import AlertRule
+
+    existing = set(AlertRule.objects.filter(name__in=DEMO_RULES).values_list("name", flat=True))
+    for name, fields in DEMO_RULES.items():
+        if name in existing:
+            ctx.existing()
+            continue
+        services.create_rule(actor="system", data={"name": name, **fields})
+        ctx.created()
+    # Made by a migration in every install; here too, in case it was deleted.
+    if not AlertRule.objects.filter(name=JOB_RULE["name"]).exists():
+        services.create_rule(actor="system", data=JOB_RULE)
+        ctx.created()
+    ctx.add_note(
+        "Alerting: demo rules at /admin/monitoring/rules/; "
+        "track_metric(METRICS.DISK, 97) fires the disk rule within 10 s."
+    )
+
+
+# The rule of migration 0005: three failures in a row of any one background job.
+JOB_RULE = {
+    "name": "Background job failing",
+    "description": "A background job failed three times in a row; one alert per job.",
+    "metric": "job_consecutive_failures",
+    "operator": "gte",
+    "threshold": 3,
+    "severity": "critical",
+    "aggregation": "last",
+    "window_seconds": 3600,
+    "no_data": "keep",
+    "auto_resolve": True,
+}
+
+
+register_step(
+    SeedStep(
+        "alert_rules",
+        seed_alert_rules,
+        order=310,
+        help="demo alert rules (API latency, error rate, disk, email sync failures)",
+    )
+)

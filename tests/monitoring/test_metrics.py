@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
+from django.db import connection
 
-from monitoring import storage
+from monitoring import queries, storage
 from monitoring.metrics import (
     METRICS,
     PREDEFINED,
@@ -148,3 +149,42 @@ def test_write_points_fills_rollups(django_assert_max_num_queries):
     assert (row.count, row.min, row.max, row.last) == (101, 1.0, 500.0, 500.0)
     assert row.sum == sum(range(1, 101)) + 500
     assert 90 <= row.p95 <= 100  # true p95 is 96: within the histogram's 5 %
+
+
+def test_write_points_fills_the_hourly_rollups_that_week_long_charts_read():
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    base = int(hour.timestamp() * 1_000_000)
+    minute = 60_000_000
+    # Two minutes of one hour in one flush, then a third minute of the same hour later.
+    storage.write_points(
+        [("hourly.test", float(v), base + 5 * minute + v, "") for v in range(1, 51)]
+        + [("hourly.test", float(v), base + 6 * minute + v, "") for v in range(51, 101)]
+    )
+    storage.write_points([("hourly.test", 7.0, base + 59 * minute, "")])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count, sum, min, max, last, p95 FROM monitoring_rollups_hourly "
+            "WHERE name = 'hourly.test' AND hour = %s",
+            [hour],
+        )
+        count, total, low, high, last, p95 = cursor.fetchone()
+    assert (count, low, high, last) == (101, 1.0, 100.0, 7.0)
+    assert total == sum(range(1, 101)) + 7
+    assert 90 <= p95 <= 100  # merged histograms of the three minutes: true p95 is 96
+
+    week = queries.RANGES["7d"]
+    data = queries.series(["hourly.test"], week)["hourly.test"]
+    assert data["t"] == [hour.isoformat()] and data["count"] == [101]
+    assert data["avg"] == [round((sum(range(1, 101)) + 7) / 101, 4)]
+
+
+def test_purging_rollups_drops_old_minutes_and_hours_alike():
+    old = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=400)
+    storage.write_points([("purge.test", 1.0, int(old.timestamp() * 1_000_000), "")])
+    assert storage.purge_rollups(before=old + timedelta(days=1)) >= 1
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (SELECT count(*) FROM monitoring_rollups WHERE name = 'purge.test'),"
+            " (SELECT count(*) FROM monitoring_rollups_hourly WHERE name = 'purge.test')"
+        )
+        assert cursor.fetchone() == (0, 0)
