@@ -9,6 +9,9 @@ class AdminsiteConfig(AppConfig):
 
     def ready(self):
         post_migrate.connect(sync_roles_after_migrate, dispatch_uid="adminsite.sync_roles")
+        from adminsite import jobs
+
+        jobs.connect()
 
 
 def sync_roles_after_migrate(sender, app_config=None, using="default", apps=None, **kwargs):

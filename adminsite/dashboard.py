@@ -214,11 +214,15 @@ register_panel(
 def monitoring_context(request) -> dict:
     from monitoring import queries
 
-    checks = queries.health_checks()
+    firing = queries.firing_counts()
+    checks = queries.health_checks(firing=firing)
     return {
         "checks": checks,
         "overall": queries.overall(checks),
         "problem_count": sum(1 for check in checks if check["health"] != "healthy"),
+        # Firing alerts by severity and the few most urgent (alerting, monitoring/alerts.py).
+        "firing": firing,
+        "active_alerts": queries.active_alerts(limit=5),
     }
 
 
@@ -231,5 +235,66 @@ register_panel(
         context=monitoring_context,
         link="/admin/monitoring/",
         icon="activity",
+    )
+)
+
+
+# --- the Jobs panel --------------------------------------------------------------------------
+
+JOBS_PANEL_ROWS = 5
+
+
+def jobs_context(request) -> dict:
+    from adminsite import jobs_queries
+
+    overview = jobs_queries.job_overview()
+    failing = jobs_queries.failing_jobs(overview)
+    try:
+        workers = jobs_queries.workers()
+    except Exception:  # Redis down: the System panel says so; this one still lists the jobs
+        workers = []
+    return {
+        "failing": failing[:JOBS_PANEL_ROWS],
+        "failing_count": len(failing),
+        "periodic_count": sum(1 for job in overview if job.periodic),
+        "running_count": sum(len(job.running) for job in overview),
+        "workers_alive": sum(1 for worker in workers if worker["alive"]),
+        "queue_depth": jobs_queries.queue_depth(),
+    }
+
+
+register_panel(
+    Panel(
+        key="jobs",
+        title="Background jobs",
+        permission="adminsite.view_jobs",
+        template="adminsite/panels/jobs.html",
+        context=jobs_context,
+        link="/admin/jobs/",
+        icon="clock",
+    )
+)
+
+
+# --- the Audit panel -------------------------------------------------------------------------
+
+AUDIT_PANEL_ROWS = 6
+
+
+def audit_context(request) -> dict:
+    from audit import queries
+
+    return {"entries": queries.entry_page(queries.Filters(), size=AUDIT_PANEL_ROWS).entries}
+
+
+register_panel(
+    Panel(
+        key="audit",
+        title="Latest audit entries",
+        permission="audit.view_auditentry",
+        template="adminsite/panels/audit.html",
+        context=audit_context,
+        link="/admin/audit/",
+        icon="shield",
     )
 )

@@ -20,16 +20,27 @@ OPS = "Ops"
 ROLES: dict[str, tuple[str, ...]] = {
     ADMIN: ("*.*.*",),
     SUPPORT_LEAD: (
-        # Every ticket model, including the SLA policy and assignment settings.
+        # Every ticket model, including the SLA policies, business calendars, teams, routing
+        # and agents' caps and availability (tickets.agentprofile: the agents page and load).
         "tickets.*.*",
         "impersonation.*.impersonate",
         # A lead who may impersonate also reads the log of impersonation sessions.
         "impersonation.*.view_*",
         "audit.*.view_*",
+        # Leads answer customers' questions about their orders: they read orders, their lines,
+        # history and refunds, and the catalogue. Refunds (shop.refund_order), fulfilment,
+        # catalogue sync and Stripe's raw events (payment payloads) stay with Admin.
+        "shop.order.view_order",
+        "shop.orderline.view_orderline",
+        "shop.orderevent.view_orderevent",
+        "shop.refund.view_refund",
+        "shop.product.view_product",
+        "shop.price.view_price",
     ),
     SUPPORT_AGENT: (
         # Work tickets: read, open and update tickets and their comments. No delete, and no
-        # access to the ticket settings (SLA policies, assignment rules).
+        # access to the ticket settings (SLA policies, assignment rules). Setting one's own
+        # availability for automatic assignment comes with change_ticket (tickets.services).
         "tickets.ticket.view_ticket",
         "tickets.ticket.add_ticket",
         "tickets.ticket.change_ticket",

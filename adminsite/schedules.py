@@ -106,6 +106,27 @@ BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=15),
         "options": {"expires": 14},
     },
+    # Background job run records older than JOB_RUN_RETENTION_DAYS (30) go. Daily keeps each
+    # run to one day of rows, deleted in batches.
+    "adminsite.purge_job_runs": {
+        "task": "adminsite.purge_job_runs",
+        "schedule": timedelta(days=1),
+        "options": {"expires": 6 * 3600},
+    },
+    # The shop's catalogue reconciled with Stripe. Webhooks keep it live between runs; hourly
+    # catches events that were missed or failed, without coming near Stripe's rate limits.
+    "shop.sync_catalogue": {
+        "task": "shop.sync_catalogue",
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 3000},
+    },
+    # Stripe events stored while the broker was unreachable are queued again. Every five
+    # minutes bounds that delay; an idle run is one indexed query on the unfinished events.
+    "shop.requeue_webhook_events": {
+        "task": "shop.requeue_webhook_events",
+        "schedule": timedelta(minutes=5),
+        "options": {"expires": 240},
+    },
     # Active users (signed in within 15 minutes) change slowly: once a minute, one COUNT.
     "monitoring.collect_active_users": {
         "task": "monitoring.collect_active_users",

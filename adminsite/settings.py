@@ -260,8 +260,18 @@ AUDITLOG_CID_GETTER = "audit.context.get_request_id"
 # --- celery -------------------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = REDIS_URL
+# With late acks on Redis, a task whose worker died (kill -9, lost machine) goes back on the
+# queue once it has been unacknowledged this long; a worker restores such tasks at start and
+# every few seconds after. Periodic tasks hold an overlap lock for their whole time limit, so a
+# task still running past this timeout and delivered again is skipped, not run twice.
+CELERY_VISIBILITY_TIMEOUT = env.get_int("CELERY_VISIBILITY_TIMEOUT", default=3600)
+if CELERY_VISIBILITY_TIMEOUT < 1:
+    raise env.ImproperlyConfiguredError(
+        f"CELERY_VISIBILITY_TIMEOUT must be at least 1 second, got {CELERY_VISIBILITY_TIMEOUT}"
+    )
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 if REDIS_KEY_PREFIX:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX}
+    CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = REDIS_KEY_PREFIX
     CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -277,6 +287,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # A worker heartbeat older than this makes /readyz report the workers as down.
 WORKER_HEARTBEAT_MAX_AGE = env.get_int("WORKER_HEARTBEAT_MAX_AGE", default=90)
+# Background job run records (/admin/jobs/) are deleted after this many days, daily.
+JOB_RUN_RETENTION_DAYS = env.get_int("JOB_RUN_RETENTION_DAYS", default=30)
+if JOB_RUN_RETENTION_DAYS < 1:
+    raise env.ImproperlyConfiguredError(
+        f"JOB_RUN_RETENTION_DAYS must be at least 1, got {JOB_RUN_RETENTION_DAYS}"
+    )
 
 # --- REST framework -----------------------------------------------------------------------
 # Throttle rates, "<count>/<second|minute|hour|day>" (DRF reads the first letter of the unit):

@@ -26,14 +26,18 @@ def on_chain_broken(report: chain.Report) -> None:
     )
 
 
-@shared_task(name="audit.seal_chain", ignore_result=True, time_limit=120, soft_time_limit=100)
+@shared_task(
+    name="audit.seal_chain", ignore_result=True, time_limit=120, soft_time_limit=100, max_retries=0
+)
 def seal_chain() -> int:
     """Backstop of the sealer process: links entries while it is stopped or restarting.
     Usually finds nothing."""
     return services.seal_pending()
 
 
-@shared_task(name="audit.checkpoint", ignore_result=True, time_limit=300)
+@shared_task(
+    name="audit.checkpoint", ignore_result=True, time_limit=300, soft_time_limit=240, max_retries=0
+)
 def checkpoint() -> int | None:
     services.seal_pending()
     made = services.create_checkpoint()
@@ -41,7 +45,9 @@ def checkpoint() -> int | None:
 
 
 # A full walk checks >100,000 entries per second: a few minutes for tens of millions.
-@shared_task(name="audit.verify_chain", time_limit=4 * 3600, soft_time_limit=4 * 3600 - 60)
+@shared_task(
+    name="audit.verify_chain", time_limit=4 * 3600, soft_time_limit=4 * 3600 - 60, max_retries=0
+)
 def verify_chain() -> dict:
     report = chain.verify()
     if not report.ok:
@@ -54,7 +60,9 @@ def verify_chain() -> dict:
     return report.as_dict()
 
 
-@shared_task(name="audit.archive_expired", time_limit=6 * 3600, soft_time_limit=6 * 3600 - 60)
+@shared_task(
+    name="audit.archive_expired", time_limit=6 * 3600, soft_time_limit=6 * 3600 - 60, max_retries=0
+)
 def archive_expired() -> dict:
     result = services.archive_and_purge()
     if result.plan.legal_hold:

@@ -26,7 +26,13 @@ def notify_customer(session_id: int) -> None:
     services.notify_customer(session_id=session_id)
 
 
-@shared_task(name="impersonation.expire_sessions", ignore_result=True, time_limit=120)
+@shared_task(
+    name="impersonation.expire_sessions",
+    ignore_result=True,
+    time_limit=120,
+    soft_time_limit=100,
+    max_retries=0,
+)
 def expire_sessions() -> dict[str, int]:
     """End sessions past their time limit or whose staff member lost the right to them."""
     return services.expire_overdue()

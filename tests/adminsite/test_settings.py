@@ -201,7 +201,7 @@ def test_settings_know_they_run_under_pytest(django_db_setup):
     # under xdist), so a worker started for another run never takes this run's tasks.
     prefix = f"{connection.settings_dict['NAME']}:"
     assert prefix == settings.REDIS_KEY_PREFIX
-    assert {"global_keyprefix": prefix} == settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] == prefix
     assert settings.CACHES["default"]["KEY_PREFIX"] == f"{prefix}adminsite"
 
 

@@ -45,6 +45,9 @@ def test_each_role_signs_in_and_sees_its_sidebar(browsing, screenshot, role):
         badge = page.locator(f'[data-check="{name}"] .badge')
         assert badge.get_attribute("data-health") in {"healthy", "warning", "critical"}
     assert page.locator('[data-check="database"] .badge').get_attribute("data-health") == "healthy"
+    # Panels of other sections only for the roles that may open those sections.
+    assert page.locator("#panel-jobs").count() == (1 if role in {"admin", "ops"} else 0)
+    assert page.locator("#panel-audit").count() == (1 if role in {"admin", "lead"} else 0)
     assert (
         page.get_by_test_id("console-card")
         .get_by_role("link", name=re.compile("Data admin"))
