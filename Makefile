@@ -68,8 +68,9 @@ run: bootstrap ## serve the console, a Celery worker and beat (Ctrl-C stops all 
 		echo; \
 		exec honcho start --procfile Procfile --port "$$PORT"'
 
-test: bootstrap chromium ## lint, then the whole test suite (PYTEST_ARGS to narrow it)
+test: bootstrap chromium ## lint and type-check, then the whole test suite (PYTEST_ARGS to narrow it)
 	ruff check .
+	mypy
 	$(WITH_SERVICES) pytest $(PYTEST_ARGS)
 
 bench: bootstrap ## run every bench/*.py against the development database
@@ -83,9 +84,10 @@ bench: bootstrap ## run every bench/*.py against the development database
 		done; \
 		if (( $${#failed[@]} )); then echo "failed: $${failed[*]}" >&2; exit 1; fi'
 
-lint: bootstrap ## ruff: lint and formatting check
+lint: bootstrap ## ruff: lint and formatting check; mypy: type check
 	ruff check .
 	ruff format --check .
+	mypy
 
 fmt: bootstrap ## ruff: apply the formatting and the safe fixes
 	ruff format .

@@ -132,7 +132,7 @@ def stop_postgres() -> bool:
         return False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # see _start_postgres
-        from pgserver._commands import pg_ctl
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
     # pg_ctl must run as the server's owner: pgserver's `pgserver` user when we are root.
     user = "pgserver" if os.geteuid() == 0 else None

@@ -40,7 +40,7 @@ def check_redis() -> str | None:
 
 def worker_heartbeats() -> dict[str, float]:
     raw = _redis().hgetall(HEARTBEAT_KEY)
-    return {k.decode(): float(v) for k, v in raw.items()}
+    return {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in raw.items()}
 
 
 def check_workers() -> str | None:

@@ -28,7 +28,7 @@ import json
 import os
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -73,7 +73,7 @@ def archive_name(first_seq: int, last_seq: int) -> str:
     return f"audit-{first_seq:012d}-{last_seq:012d}.jsonl.gz"
 
 
-def _signature_message(*, first_seq: int, last_seq: int, prev_hash: str, last_hash: str, count: int,
+def _signature_message(*, first_seq: int, last_seq: int, prev_hash: str, last_hash: str, count: object,
                        created_at: str) -> bytes:  # fmt: skip
     return "|".join(
         [
@@ -210,7 +210,7 @@ class ArchiveReport:
     prev_hash: str = ""
     last_hash: str = ""
     sha256: str = ""
-    problems: list[chain.Problem] | None = None
+    problems: list[chain.Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -250,7 +250,7 @@ def verify(path: Path, *, progress: Callable[[int], None] | None = None) -> Arch
     """Verify an archive on its own: every entry's digests, the links between entries, the
     count and last hash in the footer, and the footer's signature."""
     path = Path(path)
-    report = ArchiveReport(path=path, problems=[])
+    report = ArchiveReport(path=path)
     problems = report.problems
     lines = _lines(path)
     try:

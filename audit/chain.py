@@ -392,7 +392,7 @@ class Report:
                 f"Audit chain intact: {self.entries} entries verified{span}, "
                 f"{self.checkpoints} checkpoint{'s' if self.checkpoints != 1 else ''} valid, in {self.seconds:.1f} s."
             )
-        first = self.first_problem
+        first = self.problems[0]
         more = len(self.problems) - 1
         tail = f" ({more} further problem{'s' if more != 1 else ''} listed below)" if more else ""
         return f"Audit chain BROKEN: {first.message}{tail}"
@@ -591,9 +591,9 @@ def verify(*, progress: Callable[[int], None] | None = None, stale_after_seconds
                 high = low + range_size - 1
                 cursor.execute(_VERIFY_CONTENT_SQL, {"low": low, "high": high})
                 for row in cursor.fetchall():
-                    found = _content_problems(row)
-                    deleted += sum(1 for problem in found if problem.kind == "deleted")
-                    problems.extend(found)
+                    content_problems = _content_problems(row)
+                    deleted += sum(1 for problem in content_problems if problem.kind == "deleted")
+                    problems.extend(content_problems)
                 cursor.execute(
                     f"SELECT count(*) FROM {LINKS} WHERE entry_id BETWEEN %s AND %s", [low, high]
                 )

@@ -140,7 +140,7 @@ class Filters:
             )
         return queryset
 
-    def as_params(self) -> dict[str, str]:
+    def as_params(self) -> dict[str, str | int]:
         """The filters for the audit.exported entry: what was exported."""
         params = {
             "actor_id": self.actor_id, "actor": "system" if self.actor_system else None,

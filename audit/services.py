@@ -95,7 +95,7 @@ _INSERT_SQL = (  # built from the constant column list above; values go as param
 
 
 def _insert(entry: AuditEntry) -> None:
-    values = []
+    values: list[Any] = []
     for column in _INSERT_COLUMNS:
         value = getattr(entry, column)
         values.append(
@@ -471,9 +471,10 @@ def archive_and_purge(*, actor=context.SYSTEM, now: datetime | None = None,
     rewritten, and a purge checkpoint without its deletions is simply completed."""
     chain.seal()
     plan = retention_plan(now=now)
-    if plan.legal_hold or not plan.count:
+    if plan.legal_hold or not plan.count or plan.first_seq is None or plan.last_seq is None:
         return PurgeResult(plan, 0)
-    path, sha256, last_hash = archive.write(plan.first_seq, plan.last_seq, progress=progress)
+    first_seq, last_seq = plan.first_seq, plan.last_seq
+    path, sha256, last_hash = archive.write(first_seq, last_seq, progress=progress)
     check = archive.verify(path)
     if not check.ok:
         path.unlink(missing_ok=True)
@@ -481,7 +482,7 @@ def archive_and_purge(*, actor=context.SYSTEM, now: datetime | None = None,
             f"the archive just written does not verify: {check.problems[0].message}"
         )
     with connection.cursor() as cursor:
-        cursor.execute("SELECT entry_id, hash FROM audit_chainlink WHERE seq = %s", [plan.last_seq])
+        cursor.execute("SELECT entry_id, hash FROM audit_chainlink WHERE seq = %s", [last_seq])
         last_id, db_hash = cursor.fetchone()
     if bytes(db_hash) != last_hash:
         raise archive.ArchiveError(
@@ -489,17 +490,17 @@ def archive_and_purge(*, actor=context.SYSTEM, now: datetime | None = None,
         )
     create_checkpoint(
         kind=AuditCheckpoint.Kind.PURGE, archive_name=path.name, archive_sha256=sha256,
-        at=(plan.last_seq, last_hash, last_id),
+        at=(last_seq, last_hash, last_id),
     )  # fmt: skip
     purged = 0
-    low = plan.first_seq
-    while low <= plan.last_seq:
-        high = min(low + PURGE_BATCH - 1, plan.last_seq)
+    low = first_seq
+    while low <= last_seq:
+        high = min(low + PURGE_BATCH - 1, last_seq)
         # Oldest first, entries before their links (the entry guard looks at the link).
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
                 "SELECT set_config('audit.mode', 'purge', true), set_config('audit.purge_through', %s, true)",
-                [str(plan.last_seq)],
+                [str(last_seq)],
             )
             cursor.execute(
                 "DELETE FROM audit_auditentry WHERE id IN "

@@ -17,7 +17,11 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from audit.models import AuditEntry
-from impersonation.models import ImpersonationPageView, ImpersonationSession
+from impersonation.models import (
+    ImpersonationPageView,
+    ImpersonationSession,
+    ImpersonationSessionQuerySet,
+)
 from tickets.models import Ticket
 
 User = get_user_model()
@@ -53,7 +57,7 @@ _SESSION_FIELDS = [
 ]  # fmt: skip
 
 
-def _sessions() -> QuerySet[ImpersonationSession]:
+def _sessions() -> ImpersonationSessionQuerySet:
     return ImpersonationSession.objects.select_related("impersonator", "customer", "ticket").only(
         *_SESSION_FIELDS
     )

@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import cast
 
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
@@ -246,7 +247,8 @@ def threshold_for(rule: AlertRule, severity: str) -> float:
 def _open_alerts(rule_ids: list[int]) -> dict[int, dict[str, Alert]]:
     found: dict[int, dict[str, Alert]] = defaultdict(dict)
     for alert in Alert.objects.filter(rule_id__in=rule_ids, status__in=OPEN_STATUSES):
-        found[alert.rule_id][alert.tags_key] = alert
+        # rule_id__in: never None here.
+        found[cast(int, alert.rule_id)][alert.tags_key] = alert
     return found
 
 

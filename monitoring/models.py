@@ -102,7 +102,7 @@ class Severity(models.TextChoices):
     CRITICAL = "critical", "Critical"
 
 
-SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+SEVERITY_RANK: dict[str, int] = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 
 
 class Aggregation(models.TextChoices):
@@ -385,5 +385,5 @@ class Silence(models.Model):
         ]
 
     def __str__(self) -> str:
-        target = self.rule.name if self.rule_id else f"metric {self.metric}"
+        target = self.rule.name if self.rule is not None else f"metric {self.metric}"
         return f"silence of {target}"

@@ -144,7 +144,8 @@ def send(notification: Notification) -> int | None:
     """Deliver ``notification``; the HTTP status for webhooks, None for email."""
     alert, event = notification.alert, notification.event
     if notification.channel == "email":
-        return send_email(notification.target, *summary(alert, event))
+        send_email(notification.target, *summary(alert, event))
+        return None
     if notification.channel == "slack":
         return post_json(notification.target, slack_message(alert, event))
     if notification.channel == "webhook":

@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -611,7 +612,11 @@ def notify(alert: Alert, event: str, *, now: datetime) -> list[Notification]:
     rule without destinations)."""
     from monitoring import tasks
 
-    rule = AlertRule.objects.filter(pk=alert.rule_id).only("notification_channels").first()
+    rule = (
+        AlertRule.objects.filter(pk=alert.rule_id).only("notification_channels").first()
+        if alert.rule_id is not None
+        else None
+    )
     raw = rule.notification_channels if rule else {}
     try:
         channels = parse_channels(raw)
@@ -636,8 +641,7 @@ def notify(alert: Alert, event: str, *, now: datetime) -> list[Notification]:
         for target in targets
     )
     for notification in created:
-        pk = notification.pk
-        transaction.on_commit(lambda pk=pk: tasks.deliver_notification.delay(pk))
+        transaction.on_commit(partial(tasks.deliver_notification.delay, notification.pk))
     return created
 
 
@@ -731,7 +735,7 @@ def create_silence(
         errors["reason"] = "Say why (a maintenance window, a known incident)."
     elif len(reason) > MAX_NOTE:
         errors["reason"] = f"At most {MAX_NOTE} characters."
-    if errors:
+    if errors or ends_at is None:
         raise ValidationError({field: [message] for field, message in errors.items()})
     silence = Silence.objects.create(
         rule=rule, metric=metric, starts_at=starts_at, ends_at=ends_at, reason=reason,

@@ -127,6 +127,9 @@ class OrderChanges:
     order (a console action) or a whole batch of Stripe events use the same path."""
 
     def __init__(self):
+        self._clear()
+
+    def _clear(self) -> None:
         self.dirty: dict[int, tuple[Order, set[str]]] = {}
         self.history: list[OrderEvent] = []
         self.audits: list[tuple[str, Order, dict, dict, Any]] = []
@@ -225,7 +228,7 @@ class OrderChanges:
             _track_revenue(amount, currency, kind)
         if self.paid:
             _clear_bought_items(self.paid)
-        self.__init__()
+        self._clear()
 
 
 def update_rows(model, objs: list, fields: list[str]) -> None:
@@ -502,9 +505,9 @@ def add_to_cart(*, user, session, price_id: int, quantity: int = 1) -> Price:
     price = _sellable_price(price_id)
     _check_quantity(quantity)
     if not user.is_authenticated:
-        cart = session_cart(session)
-        cart[str(price.pk)] = min(MAX_QUANTITY, cart.get(str(price.pk), 0) + quantity)
-        session[SESSION_CART_KEY] = cart
+        quantities = session_cart(session)
+        quantities[str(price.pk)] = min(MAX_QUANTITY, quantities.get(str(price.pk), 0) + quantity)
+        session[SESSION_CART_KEY] = quantities
         return price
     with transaction.atomic():
         cart, _ = Cart.objects.get_or_create(user=user)
@@ -602,6 +605,15 @@ def check_cart(items: list[CartItem]) -> list[str]:
     return problems
 
 
+def _unit_amount(price: Price) -> int:
+    """The amount of a price :func:`check_cart` let through: a sellable price has one."""
+    if price.unit_amount is None:
+        raise CheckoutError(
+            [f"{price.product.name} is no longer sold: remove it from your cart to continue."]
+        )
+    return price.unit_amount
+
+
 def start_checkout(*, customer, base_url: str) -> Order:
     """A pending order with a snapshot of the cart, then a Stripe Checkout Session for it;
     Stripe sends the customer back to ``base_url`` + the order's page (or the cart).
@@ -621,7 +633,7 @@ def start_checkout(*, customer, base_url: str) -> Order:
         order = Order.objects.create(
             customer=customer,
             currency=currency,
-            amount_total=sum(item.price.unit_amount * item.quantity for item in items),
+            amount_total=sum(_unit_amount(item.price) * item.quantity for item in items),
             checkout_idempotency_key=f"checkout-{uuid.uuid4()}",
         )
         OrderLine.objects.bulk_create(
@@ -630,7 +642,7 @@ def start_checkout(*, customer, base_url: str) -> Order:
                 price=item.price,
                 stripe_price_id=item.price.stripe_id,
                 product_name=item.price.product.name,
-                unit_amount=item.price.unit_amount,
+                unit_amount=_unit_amount(item.price),
                 currency=item.price.currency,
                 quantity=item.quantity,
                 recurring_interval=item.price.recurring_interval,
@@ -744,13 +756,14 @@ def refund_order(*, actor, order: Order, amount: int, reason: str = "") -> Refun
                     f"{format_money(left, locked.currency)} left to refund on order #{locked.pk}."
                 }
             )
+        idempotency_key = f"refund-{locked.pk}-{uuid.uuid4()}"
         refund = Refund.objects.create(
             order=locked,
             amount=amount,
             currency=locked.currency,
             reason=reason,
             requested_by=actor,
-            idempotency_key=f"refund-{locked.pk}-{uuid.uuid4()}",
+            idempotency_key=idempotency_key,
         )
         _note(
             locked,
@@ -777,7 +790,7 @@ def refund_order(*, actor, order: Order, amount: int, reason: str = "") -> Refun
                 "amount": amount,
                 "metadata": {"order_id": str(locked.pk), "refund_id": str(refund.pk)},
             },
-            idempotency_key=refund.idempotency_key,
+            idempotency_key=idempotency_key,
         )
     except stripe_api.StripeRejectedError as error:
         Refund.objects.filter(pk=refund.pk).update(
@@ -786,10 +799,16 @@ def refund_order(*, actor, order: Order, amount: int, reason: str = "") -> Refun
         raise RefundError(f"Stripe refused the refund: {error}") from error
     # StripeUnavailableError: the attempt stays "requested"; charge.refunded / refund.updated
     # (found by the refund_id in its metadata) complete it if Stripe did make it.
-    return apply_refund(data, version=int(time.time()))
+    applied = apply_refund(data, version=int(time.time()))
+    if applied is None:
+        raise RefundError(
+            f"Stripe's answer for refund {refund.pk} names neither order #{locked.pk} nor its "
+            "payment, so it was not recorded."
+        )
+    return applied
 
 
-_REFUND_RANK = {
+_REFUND_RANK: dict[str, int] = {
     RefundStatus.REQUESTED: 0,
     RefundStatus.PENDING: 1,
     RefundStatus.REQUIRES_ACTION: 1,
@@ -1091,7 +1110,9 @@ _CATALOGUE_TYPES = {"product.created", "product.updated", "price.created", "pric
 
 
 def _process_together(events: list[WebhookEvent]) -> Iterable[tuple[int, Outcome]]:
-    checkout, catalogue, others = [], {}, []
+    checkout: list[WebhookEvent] = []
+    catalogue: dict[tuple[str, str | None], list[WebhookEvent]] = {}
+    others: list[WebhookEvent] = []
     for event in events:
         obj = event.payload["data"]["object"]
         if event.type.startswith("checkout.session.") and event.type in HANDLERS:
@@ -1144,9 +1165,8 @@ def _checkout_together(events: list[WebhookEvent]) -> Iterable[tuple[int, Outcom
     # Within the batch, each order sees its events in the order Stripe made them.
     for event in sorted(events, key=lambda e: (e.stripe_created, e.pk)):
         obj = event.payload["data"]["object"]
-        order = (
-            orders.get(wanted[event.pk]) if wanted[event.pk] else session_orders.get(obj.get("id"))
-        )
+        order_id = wanted[event.pk]
+        order = orders.get(order_id) if order_id else session_orders.get(obj.get("id"))
         if order is None:
             results.append(
                 (

@@ -46,10 +46,9 @@ def configured() -> bool:
 def client() -> stripe.StripeClient:
     if not configured():
         raise StripeNotConfiguredError
-    base = {"api": settings.STRIPE_API_BASE} if settings.STRIPE_API_BASE else None
     return stripe.StripeClient(
         settings.STRIPE_SECRET_KEY,
-        base_addresses=base,
+        base_addresses={"api": settings.STRIPE_API_BASE} if settings.STRIPE_API_BASE else None,
         max_network_retries=NETWORK_RETRIES,
         http_client=stripe.RequestsClient(timeout=settings.STRIPE_TIMEOUT_SECONDS),
     )

@@ -206,22 +206,23 @@ def parse_filters(
 
     wanted_categories = _values(params, "category")
     if wanted_categories:
-        if not isinstance(category_slugs, dict):
+        if isinstance(category_slugs, dict):
+            slug_ids = category_slugs
+        else:
             from tickets.queries import category_ids_by_slug
 
-            known = category_ids_by_slug()
+            slug_ids = category_ids_by_slug()
             if category_slugs is not None:
-                known = {slug: known[slug] for slug in category_slugs if slug in known}
-            category_slugs = known
-        unknown = [slug for slug in wanted_categories if slug not in category_slugs]
+                slug_ids = {slug: slug_ids[slug] for slug in category_slugs if slug in slug_ids}
+        unknown = [slug for slug in wanted_categories if slug not in slug_ids]
         if unknown:
             errors["category"] = (
-                f"Unknown category {unknown[0]!r}. Allowed values: {', '.join(category_slugs)}."
+                f"Unknown category {unknown[0]!r}. Allowed values: {', '.join(slug_ids)}."
             )
         else:
             slugs = tuple(dict.fromkeys(wanted_categories))
             values["categories"] = slugs
-            values["category_ids"] = tuple(category_slugs[slug] for slug in slugs)
+            values["category_ids"] = tuple(slug_ids[slug] for slug in slugs)
 
     assignee = params.get("assignee", "").strip()
     if assignee:

@@ -142,7 +142,10 @@ class TicketQuerySet(models.QuerySet):
         return self.filter(requester=user)
 
 
-class TicketManager(models.Manager.from_queryset(TicketQuerySet)):
+BaseTicketManager = models.Manager.from_queryset(TicketQuerySet)
+
+
+class TicketManager(BaseTicketManager):
     # The search vector can be tens of kilobytes per ticket and is only ever used inside
     # SQL (``@@``); never fetch it into Python.
     def get_queryset(self):
@@ -383,6 +386,10 @@ class Comment(models.Model):
         Ticket, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField(default=timezone.now)
+
+    # Not stored: queries.comments_for sets both on every comment it returns.
+    replies: list[Comment]
+    depth: int
 
     class Meta:
         ordering = ["created_at", "id"]

@@ -7,7 +7,9 @@ tests/tickets/test_queries.py). Object access starts from what the user may see:
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
+from typing import cast
 
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Q, QuerySet, Sum, Window
@@ -104,6 +106,7 @@ def queue_stats(*, filters: TicketFilters) -> dict[str, int]:
     are summed from the trigger-kept counters in TicketCount, a few thousand rows whatever
     the ticket count; scopes with search, tags, requester or dates count the tickets."""
     capped = False
+    total: type[Sum] | type[Count]
     if filters.facets_only:
         queryset, n = _facet_counts(filters), "n"
         total = Sum
@@ -576,10 +579,10 @@ def sla_compliance(*, since, until, zone: str) -> dict[str, list[ComplianceRow]]
         if row.key in agents and names.count(row.label) > 1:
             row.label = f"{row.label} ({agents[row.key].get_username()})"
     rank = {value: n for n, value in enumerate(Priority.values)}
-    result["priority"].sort(key=lambda r: -rank.get(r.key, -1))
+    result["priority"].sort(key=lambda r: -rank.get(cast(str, r.key), -1))
     result["agent"].sort(key=lambda r: (r.key is None, r.label.lower()))
     result["category"].sort(key=lambda r: r.label.lower())
-    result["week"].sort(key=lambda r: r.key)
+    result["week"].sort(key=lambda r: cast(dt.date, r.key))
     return result
 
 

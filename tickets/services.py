@@ -983,7 +983,9 @@ def send_assignment_email(*, ticket_id: int, assignee_id: int, event_id: int) ->
         .filter(pk=ticket_id)
         .first()
     )
-    if ticket is None or ticket.assignee_id != assignee_id or not ticket.assignee.email:
+    if ticket is None or ticket.assignee_id != assignee_id:
+        return False
+    if ticket.assignee is None or not ticket.assignee.email:
         return False
     if ticket.status not in ACTIVE_STATUSES:
         return False
@@ -1215,11 +1217,11 @@ def _policy_data(policy: SLAPolicy) -> dict:
     return {
         "name": policy.name,
         "priority": policy.priority,
-        "category": policy.category.slug if policy.category_id else None,
+        "category": policy.category.slug if policy.category is not None else None,
         "customer_tier": policy.customer_tier or None,
         "first_response_minutes": policy.first_response_minutes,
         "resolution_minutes": policy.resolution_minutes,
-        "calendar": policy.calendar.name if policy.calendar_id else None,
+        "calendar": policy.calendar.name if policy.calendar is not None else None,
         "position": policy.position,
         "is_active": policy.is_active,
     }

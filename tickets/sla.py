@@ -562,8 +562,8 @@ def on_status_change(ticket: Ticket, *, previous: str, status: str, now) -> list
         # Only the new resolution cycle, if a policy gave one (_restart_resolution settled
         # the rest).
         resolution = _current(targets, TargetKind.RESOLUTION)
-        running = resolution is not None and resolution.outcome == TargetOutcome.RUNNING
-        kinds = (TargetKind.RESOLUTION,) if running else ()
+        resolution_running = resolution is not None and resolution.outcome == TargetOutcome.RUNNING
+        kinds = (TargetKind.RESOLUTION,) if resolution_running else ()
     return [*dict.fromkeys(fields + _sync(ticket, targets, kinds=kinds))]
 
 
