@@ -3,11 +3,15 @@ whose rates come from settings at request time."""
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.http import Http404
+from djangorestframework_camel_case.render import CamelCaseJSONRenderer
 from djangorestframework_camel_case.util import camelize
 from rest_framework import exceptions, status, throttling
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -77,3 +81,28 @@ def strip_trailing_slashes(result, generator, request, public):
         (path.rstrip("/") or "/"): operations for path, operations in result["paths"].items()
     }
     return result
+
+
+# --- JSON built by hand -----------------------------------------------------------------------
+# List endpoints write their JSON from rows with camelCase keys already (no serializer, no
+# model instances): the camel-case renderer's walk over every key would otherwise be most of a
+# page's time. Errors and serializer output still go through the walk.
+
+
+class CamelCased(dict):
+    """Response data whose keys are camelCase already; CamelCasedRenderer does not walk it."""
+
+
+class CamelCasedRenderer(CamelCaseJSONRenderer):
+    def render(self, data, *args, **kwargs):
+        if isinstance(data, CamelCased):
+            return JSONRenderer.render(self, data, *args, **kwargs)
+        return super().render(data, *args, **kwargs)  # errors: snake_case keys camelized
+
+
+def iso(value) -> str | None:
+    """An aware datetime as the API writes times: ISO 8601 in UTC with a ``Z``."""
+    if value is None:
+        return None
+    text = value.astimezone(UTC).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text

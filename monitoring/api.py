@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
-from djangorestframework_camel_case.render import CamelCaseJSONRenderer
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
@@ -21,10 +20,9 @@ from rest_framework.decorators import (
 )
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
-from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from adminsite.api import conflict
+from adminsite.api import CamelCased, CamelCasedRenderer, conflict, iso
 from adminsite.pagination import StandardPagination
 from adminsite.permissions import IsStaff, has_model_perms
 from adminsite.users import user_label
@@ -151,24 +149,6 @@ def ingest_metrics(request):
 # tag names inside ``tagFilter`` are the caller's own and must stay as written.
 
 
-class CamelCased(dict):
-    """Response data whose keys are camelCase already; AlertingRenderer does not walk it."""
-
-
-class AlertingRenderer(CamelCaseJSONRenderer):
-    def render(self, data, *args, **kwargs):
-        if isinstance(data, CamelCased):
-            return JSONRenderer.render(self, data, *args, **kwargs)
-        return super().render(data, *args, **kwargs)  # errors: snake_case keys camelized
-
-
-def _iso(value) -> str | None:
-    if value is None:
-        return None
-    text = value.astimezone(UTC).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
 def _person(user) -> dict | None:
     return {"id": user.pk, "name": user_label(user)} if user is not None else None
 
@@ -185,15 +165,15 @@ def alert_json(alert: Alert) -> dict:
         "severity": alert.severity,
         "value": alert.value,
         "threshold": alert.threshold,
-        "startedAt": _iso(alert.started_at),
-        "firedAt": _iso(alert.fired_at),
-        "acknowledgedAt": _iso(alert.acknowledged_at),
+        "startedAt": iso(alert.started_at),
+        "firedAt": iso(alert.fired_at),
+        "acknowledgedAt": iso(alert.acknowledged_at),
         "acknowledgedBy": _person(alert.acknowledged_by),
         "acknowledgementNote": alert.acknowledgement_note,
-        "resolvedAt": _iso(alert.resolved_at),
+        "resolvedAt": iso(alert.resolved_at),
         "resolvedBy": _person(alert.resolved_by),
         "resolutionNote": alert.resolution_note,
-        "lastEvaluatedAt": _iso(alert.last_evaluated_at),
+        "lastEvaluatedAt": iso(alert.last_evaluated_at),
     }
 
 
@@ -218,12 +198,12 @@ def rule_json(rule: AlertRule) -> dict:
         "enabled": rule.enabled,
         "notificationChannels": rule.notification_channels,
         "condition": rule.condition,
-        "lastEvaluatedAt": _iso(rule.last_evaluated_at),
+        "lastEvaluatedAt": iso(rule.last_evaluated_at),
         "lastValue": rule.last_value,
         "lastError": rule.last_error,
-        "lastErrorAt": _iso(rule.last_error_at),
-        "createdAt": _iso(rule.created_at),
-        "updatedAt": _iso(rule.updated_at),
+        "lastErrorAt": iso(rule.last_error_at),
+        "createdAt": iso(rule.created_at),
+        "updatedAt": iso(rule.updated_at),
     }
 
 
@@ -354,7 +334,7 @@ class RuleSchemaSerializer(serializers.Serializer):
     tags=["monitoring"],
 )
 @api_view(["GET"])
-@renderer_classes([AlertingRenderer])
+@renderer_classes([CamelCasedRenderer])
 @permission_classes([_alert_access(GET="monitoring.view_alert")])
 def alerts_collection(request):
     form = AlertFilterForm(request.query_params)
@@ -390,7 +370,7 @@ def _alert_action(request, pk: int, service):
 )
 @api_view(["POST"])
 @parser_classes([RawJSONParser])
-@renderer_classes([AlertingRenderer])
+@renderer_classes([CamelCasedRenderer])
 @permission_classes([_alert_access(GET="monitoring.change_alert")])
 def alert_resolve(request, pk: int):
     return _alert_action(request, pk, services.resolve_alert)
@@ -406,7 +386,7 @@ def alert_resolve(request, pk: int):
 )
 @api_view(["POST"])
 @parser_classes([RawJSONParser])
-@renderer_classes([AlertingRenderer])
+@renderer_classes([CamelCasedRenderer])
 @permission_classes([_alert_access(GET="monitoring.change_alert")])
 def alert_acknowledge(request, pk: int):
     return _alert_action(request, pk, services.acknowledge_alert)
@@ -428,7 +408,7 @@ def alert_acknowledge(request, pk: int):
 )
 @api_view(["GET", "POST"])
 @parser_classes([RawJSONParser])
-@renderer_classes([AlertingRenderer])
+@renderer_classes([CamelCasedRenderer])
 @permission_classes(
     [_alert_access(GET="monitoring.view_alertrule", POST="monitoring.add_alertrule")]
 )
@@ -459,7 +439,7 @@ def rules_collection(request):
                tags=["monitoring"])  # fmt: skip
 @api_view(["GET", "PATCH", "PUT", "DELETE"])
 @parser_classes([RawJSONParser])
-@renderer_classes([AlertingRenderer])
+@renderer_classes([CamelCasedRenderer])
 @permission_classes(
     [
         _alert_access(

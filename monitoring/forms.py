@@ -9,6 +9,7 @@ from django import forms
 from django.utils import timezone
 
 from monitoring.models import AlertRule, AlertStatus, Severity
+from monitoring.services import RULE_FIELDS
 
 STATUS_FILTERS = [("", "Any status"), ("open", "Open (pending or firing)")] + [
     (value, label) for value, label in AlertStatus.choices
@@ -46,25 +47,9 @@ class AlertFilterForm(forms.Form):
 def rule_data_from_post(post) -> dict:
     """The rule form's fields as the values services.clean_rule validates (checkboxes absent
     are false; the three channel boxes make notification_channels)."""
-    data = {
-        field: post.get(field, "")
-        for field in (
-            "name",
-            "description",
-            "metric",
-            "operator",
-            "threshold",
-            "severity",
-            "critical_threshold",
-            "recovery_threshold",
-            "aggregation",
-            "window_seconds",
-            "pending_seconds",
-            "tag_filter",
-            "no_data",
-            "renotify_seconds",
-        )
-    }
+    # Every text field of the rule; the checkboxes and the channels are read below.
+    boxes = {"auto_resolve", "enabled", "notification_channels"}
+    data = {field: post.get(field, "") for field in RULE_FIELDS if field not in boxes}
     data["auto_resolve"] = "auto_resolve" in post
     data["enabled"] = "enabled" in post
     data["notification_channels"] = {

@@ -14,7 +14,6 @@ ticket answers 404, never 403, and internal notes never appear in their JSON.
 
 from __future__ import annotations
 
-import datetime as dt
 from functools import partial
 
 from django.conf import settings
@@ -25,16 +24,15 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.paginator import Paginator as DjangoPaginator
 from django.db import transaction
 from django.http import QueryDict
-from djangorestframework_camel_case.render import CamelCaseJSONRenderer
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.decorators import api_view, permission_classes, renderer_classes
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import SAFE_METHODS, BasePermission
-from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
+from adminsite.api import CamelCased, CamelCasedRenderer, iso
 from adminsite.users import user_label
 from tickets import queries, services
 from tickets.filters import DEFAULT_API_ORDERING, ORDERINGS, FilterError, parse_filters
@@ -391,24 +389,6 @@ class CommentSerializer(serializers.Serializer):
 # tests/tickets/test_api.py checks both describe the same keys.
 
 
-class CamelCased(dict):
-    """Response data whose keys are camelCase already; TicketsRenderer does not walk it."""
-
-
-class TicketsRenderer(CamelCaseJSONRenderer):
-    def render(self, data, *args, **kwargs):
-        if isinstance(data, CamelCased):
-            return JSONRenderer.render(self, data, *args, **kwargs)
-        return super().render(data, *args, **kwargs)  # errors: snake_case keys camelized
-
-
-def _iso(value) -> str | None:
-    if value is None:
-        return None
-    text = value.astimezone(dt.UTC).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
 # What a ticket's JSON is made of, as ``QuerySet.values()`` names it. The list reads these
 # columns straight into dicts (no model instances: most of a page's time otherwise); the
 # detail view maps its model instance onto the same names, so one function writes both.
@@ -465,24 +445,24 @@ def ticket_json(row, *, staff: bool) -> dict:
         data.update(
             assignee=assignee,
             tags=list(row["tags"]),
-            createdAt=_iso(row["created_at"]),
-            updatedAt=_iso(row["updated_at"]),
-            firstResponseDueAt=_iso(row["first_response_due_at"]),
-            resolutionDueAt=_iso(row["resolution_due_at"]),
-            firstRespondedAt=_iso(row["first_responded_at"]),
-            resolvedAt=_iso(row["resolved_at"]),
-            closedAt=_iso(row["closed_at"]),
+            createdAt=iso(row["created_at"]),
+            updatedAt=iso(row["updated_at"]),
+            firstResponseDueAt=iso(row["first_response_due_at"]),
+            resolutionDueAt=iso(row["resolution_due_at"]),
+            firstRespondedAt=iso(row["first_responded_at"]),
+            resolvedAt=iso(row["resolved_at"]),
+            closedAt=iso(row["closed_at"]),
             slaBreached=row["sla_breached"],
             mergedIntoId=row["merged_into_id"],
         )
     else:
         data.update(
             assignee={"name": assignee["name"]} if assignee else None,
-            createdAt=_iso(row["created_at"]),
-            updatedAt=_iso(row["updated_at"]),
-            firstRespondedAt=_iso(row["first_responded_at"]),
-            resolvedAt=_iso(row["resolved_at"]),
-            closedAt=_iso(row["closed_at"]),
+            createdAt=iso(row["created_at"]),
+            updatedAt=iso(row["updated_at"]),
+            firstRespondedAt=iso(row["first_responded_at"]),
+            resolvedAt=iso(row["resolved_at"]),
+            closedAt=iso(row["closed_at"]),
             mergedIntoId=row["merged_into_id"],
         )
     return data
@@ -497,7 +477,7 @@ def comment_json(comment) -> dict:
         "isInternal": comment.is_internal,
         "parentId": comment.parent_id,
         "author": {"id": author.pk, "name": user_label(author), "isStaff": author.is_staff},
-        "createdAt": _iso(comment.created_at),
+        "createdAt": iso(comment.created_at),
     }
 
 
@@ -630,7 +610,7 @@ LIST_PARAMETERS = [
     tags=["support"],
 )
 @api_view(["GET", "POST"])
-@renderer_classes([TicketsRenderer])
+@renderer_classes([CamelCasedRenderer])
 @permission_classes([ticket_access(GET="tickets.view_ticket", POST="tickets.add_ticket")])
 def tickets_collection(request):
     if request.method == "POST":
@@ -684,7 +664,7 @@ def tickets_collection(request):
     tags=["support"],
 )
 @api_view(["GET", "PATCH"])
-@renderer_classes([TicketsRenderer])
+@renderer_classes([CamelCasedRenderer])
 @permission_classes([ticket_access(GET="tickets.view_ticket", PATCH="tickets.change_ticket")])
 def ticket_detail(request, pk):
     ticket = queries.ticket_for(request.user, pk)
@@ -734,7 +714,7 @@ def ticket_detail(request, pk):
     tags=["support"],
 )
 @api_view(["GET", "POST"])
-@renderer_classes([TicketsRenderer])
+@renderer_classes([CamelCasedRenderer])
 @permission_classes([ticket_access(GET="tickets.view_comment", POST="tickets.add_comment")])
 def ticket_comments(request, pk):
     ticket = queries.ticket_for(request.user, pk)
