@@ -37,7 +37,17 @@ def run_together(target, count=2):
     assert not errors, errors
 
 
-def test_two_evaluators_open_one_alert_per_tag_set(settings):
+@pytest.fixture
+def deliver_in_process(monkeypatch):
+    """Deliveries run in the committing thread instead of going to the broker: a worker of
+    the session that picked them up would still be writing delivery attempts while the test
+    database is flushed (a deadlock at teardown)."""
+    from adminsite.celery import app
+
+    monkeypatch.setitem(app.conf, "task_always_eager", True)
+
+
+def test_two_evaluators_open_one_alert_per_tag_set(deliver_in_process):
     rule = services.create_rule(
         actor=None,
         data={
