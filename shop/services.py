@@ -367,7 +367,8 @@ def _product_for_price(product_id: str, version: int) -> Product:
         return product
     if stripe_api.configured():
         return apply_product(stripe_api.retrieve("product", product_id), version=0).obj
-    # No API to ask: a placeholder the product's own event or the next sync fills in.
+    # Without API keys there is nothing to ask: a minimal row named by its id, which the
+    # product's own event or the next sync completes (version 0 loses to either).
     return apply_product({"id": product_id, "name": product_id, "active": True}, version=0).obj
 
 
