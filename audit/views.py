@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from adminsite.decorators import permission_required
+from adminsite.htmx import wants_fragment
 from audit import chain, queries
 from audit.models import EVENT_PATTERN
 from audit.services import record
@@ -161,7 +162,7 @@ def entry_list(request):
         "events": queries.known_events(),
         "target_types": queries.known_target_types(),
     }
-    if request.htmx and not request.htmx.history_restore_request:
+    if wants_fragment(request):
         # A partial is swapped in whatever it holds, errors included (htmx ignores 4xx).
         return TemplateResponse(request, "audit/list.html#results", context)
     return TemplateResponse(

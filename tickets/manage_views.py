@@ -29,6 +29,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods
 
 from adminsite.decorators import permission_required
+from adminsite.htmx import wants_fragment
 from adminsite.users import user_label
 from tickets import queries, services
 from tickets.models import BODY_MAX_LENGTH, CannedReply, Comment, Status, Ticket
@@ -66,10 +67,6 @@ def _errors(error: ValidationError | PermissionDenied) -> list[str]:
 
 def _status(error) -> int:
     return 403 if isinstance(error, PermissionDenied) else 400
-
-
-def _fragment(request) -> bool:
-    return bool(request.htmx) and not request.htmx.history_restore_request
 
 
 # --- merge ---------------------------------------------------------------------------------
@@ -144,7 +141,7 @@ def _merge_page(request, source, *, into="", target=None, errors=(), status=200)
         "merge_errors": errors,
         "can_merge": target is not None and not errors,
     }
-    if _fragment(request):
+    if wants_fragment(request):
         response = TemplateResponse(request, f"{MERGE}#preview", context, status=status)
         # tickets.js swaps a 4xx fragment that says it is one: the error shows in the preview.
         response["X-Ticket-Fragment"] = "preview"

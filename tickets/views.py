@@ -23,6 +23,7 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
 from adminsite.decorators import permission_required
+from adminsite.htmx import wants_fragment
 from adminsite.navigation import url_exists
 from adminsite.users import user_label
 from tickets import presence, queries, services
@@ -67,12 +68,6 @@ SORTS = [
     ("-updatedAt", "Recently updated"),
 ]
 STATUS_FILTERS = [("", "Active"), ("all", "All statuses"), *Status.choices]
-
-
-def _fragment(request) -> bool:
-    """An htmx request that wants a fragment. History restores (back button after the cache
-    expired) need the whole page."""
-    return bool(request.htmx) and not request.htmx.history_restore_request
 
 
 def _render(request, template: str, context: dict, *, partial: str | None, status: int = 200):
@@ -229,7 +224,11 @@ def _queue_context(request, query: QueryDict, *, notice: dict | None = None) -> 
 def queue(request):
     context, status = _queue_context(request, request.GET)
     response = _render(
-        request, QUEUE, context, partial="workspace" if _fragment(request) else None, status=status
+        request,
+        QUEUE,
+        context,
+        partial="workspace" if wants_fragment(request) else None,
+        status=status,
     )
     if request.htmx and status == 200:
         # The filter form sends every field, empty ones too; the address bar gets the
@@ -249,9 +248,9 @@ def _after_queue_change(request, *, query: str, notice: dict, status: int):
     """Answer a queue POST. For htmx: the workspace again, same filters, with the notice.
     Otherwise a success redirects to the queue with the notice as a message, and an error
     renders the queue page with the notice (status 400 or 403)."""
-    if _fragment(request) or status >= 400:
+    if wants_fragment(request) or status >= 400:
         context, _filter_status = _queue_context(request, QueryDict(query), notice=notice)
-        partial = "workspace" if _fragment(request) else None
+        partial = "workspace" if wants_fragment(request) else None
         return _render(request, QUEUE, context, partial=partial, status=status)
     for text in notice["messages"]:
         messages.success(request, text)
@@ -467,7 +466,7 @@ def _ticket_page(request, ticket, *, status=200, form=None, action_error=None):
 def ticket_detail(request, pk):
     ticket = queries.ticket_for(request.user, pk)
     part = request.GET.get("part", "")
-    if _fragment(request) and part:
+    if wants_fragment(request) and part:
         if part not in PARTS:
             return HttpResponse(
                 f"Unknown part {part[:40]!r}. Parts: {', '.join(PARTS)}.",
@@ -506,12 +505,12 @@ def _act(request, ticket, run, *, done: str):
     except (ValidationError, PermissionDenied) as error:
         status = 403 if isinstance(error, PermissionDenied) else 400
         errors = _service_errors(error)
-        if _fragment(request):
+        if wants_fragment(request):
             # The service rolled back and worked on its own locked copy: ``ticket`` is as it was.
             context = _actions_context(request, ticket, error=errors)
             return _fragment_response(request, "actions", context, status=status)
         return _ticket_page(request, ticket, status=status, action_error=errors)
-    if _fragment(request):
+    if wants_fragment(request):
         ticket = queries.ticket_for(request.user, changed.pk)
         context = _actions_context(request, ticket, notice=done)
         return _fragment_response(request, "actions", context, status=200, events=["ticketChanged"])
@@ -521,7 +520,7 @@ def _act(request, ticket, run, *, done: str):
 
 def _invalid(request, ticket, form):
     errors = _form_errors(form)
-    if _fragment(request):
+    if wants_fragment(request):
         context = _actions_context(request, ticket, error=errors)
         return _fragment_response(request, "actions", context, status=400)
     return _ticket_page(request, ticket, status=400, action_error=errors)
@@ -611,12 +610,12 @@ def add_comment(request, pk):
         except (ValidationError, PermissionDenied) as error:
             form.add_error(None, _service_errors(error))
     if comment is None:
-        if _fragment(request):
+        if wants_fragment(request):
             context = _conversation_context(request, ticket, form=form)
             return _fragment_response(request, "conversation", context, status=400)
         return _ticket_page(request, ticket, status=400, form=form)
     done = "Internal note added." if comment.is_internal else "Comment sent to the customer."
-    if _fragment(request):
+    if wants_fragment(request):
         # The whole conversation, not only the new comment: a reply belongs under its parent,
         # and comments others added meanwhile show up in order. The form comes back empty.
         ticket = queries.ticket_for(request.user, ticket.pk)
