@@ -15,15 +15,12 @@ services inside their transaction; the lock lasts until it commits.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from django.contrib.auth import get_user_model
 from django.db import connection
 
-from tickets.models import ACTIVE_STATUSES, AgentProfile, AssignmentStrategy, Category
+from tickets.models import ACTIVE_STATUSES, AssignmentStrategy, Category
 
 User = get_user_model()
-_NEVER = dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
 def routes(category: Category) -> bool:
@@ -70,8 +67,7 @@ _CANDIDATES = f"""
 def open_loads(user_ids) -> dict[int, int]:
     """Active tickets per assignee, for the given users: one query over the queue's facet
     counters (TicketCount, kept by triggers in the changing transaction), so its cost does
-    not grow with the agents' backlogs. Under pick_agent's locks every routed ticket before
-    this one has committed, and a statement sees what committed before it began."""
+    not grow with the agents' backlogs."""
     user_ids = list(user_ids)
     if not user_ids:
         return {}
@@ -84,6 +80,32 @@ def open_loads(user_ids) -> dict[int, int]:
         return {key: int(n) for key, n in cursor.fetchall() if n}
 
 
+# The choice among the locked candidates, made and stamped in one statement: an agent below
+# the cap (loads as in open_loads); least load first for ``least_load``; then whoever waited
+# longest (never routed first), then the oldest profile. The statement begins after the
+# candidates' locks were granted, so its snapshot holds every ticket routed before this one:
+# READ COMMITTED takes a snapshot per statement, and the previous holder of the locks
+# committed before releasing them. Counting in the locking statement instead would count
+# from a snapshot taken before the wait, and could push an agent past the cap.
+_CHOOSE = """
+    WITH loads AS (
+        SELECT assignee_key, sum(n) AS n FROM tickets_ticketcount
+         WHERE status = ANY(%(statuses)s) AND assignee_key = ANY(%(users)s)
+         GROUP BY assignee_key
+    ), chosen AS (
+        SELECT a.id FROM tickets_agentprofile a
+          LEFT JOIN loads ON loads.assignee_key = a.user_id
+         WHERE a.id = ANY(%(profiles)s) AND coalesce(loads.n, 0) < a.max_open_tickets
+         ORDER BY CASE WHEN %(least_load)s THEN coalesce(loads.n, 0) ELSE 0 END,
+                  a.last_assigned_at ASC NULLS FIRST, a.id
+         LIMIT 1
+    )
+    UPDATE tickets_agentprofile a SET last_assigned_at = %(now)s
+      FROM chosen WHERE a.id = chosen.id
+    RETURNING a.user_id
+"""
+
+
 def pick_agent(*, category: Category, now, exclude_user_id: int | None = None):
     """Lock the eligible agents of the category's team and choose one; returns the chosen
     user (their profile's ``last_assigned_at`` set to ``now``) or None."""
@@ -91,17 +113,22 @@ def pick_agent(*, category: Category, now, exclude_user_id: int | None = None):
         return None
     with connection.cursor() as cursor:
         cursor.execute(_CANDIDATES, [category.team_id, exclude_user_id or 0])
+        # (profile id, cap, last routed, user id, ...user columns)
         rows = cursor.fetchall()
-    if not rows:
+        if not rows:
+            return None
+        cursor.execute(
+            _CHOOSE,
+            {
+                "statuses": list(ACTIVE_STATUSES),
+                "users": [row[3] for row in rows],
+                "profiles": [row[0] for row in rows],
+                "least_load": category.assignment_strategy == AssignmentStrategy.LEAST_LOAD,
+                "now": now,
+            },
+        )
+        chosen = cursor.fetchone()
+    if chosen is None:
         return None
-    loads = open_loads([row[3] for row in rows])
-    # (profile id, cap, last routed, user id, ...user columns)
-    eligible = [row for row in rows if loads.get(row[3], 0) < row[1]]
-    if not eligible:
-        return None
-    if category.assignment_strategy == AssignmentStrategy.LEAST_LOAD:
-        chosen = min(eligible, key=lambda r: (loads.get(r[3], 0), r[2] or _NEVER, r[0]))
-    else:
-        chosen = min(eligible, key=lambda r: (r[2] or _NEVER, r[0]))
-    AgentProfile.objects.filter(pk=chosen[0]).update(last_assigned_at=now)
-    return User.from_db(connection.alias, USER_COLUMNS, chosen[3:])
+    row = next(row for row in rows if row[3] == chosen[0])
+    return User.from_db(connection.alias, USER_COLUMNS, row[3:])
