@@ -303,6 +303,7 @@ def writer_child(seconds: float, name: str, per_transaction: int) -> int:
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     print(f"{count} {cpu:.3f}", flush=True)
+    sys.stdin.readline()  # keep the connection (and its backend's CPU figures) until told
     return 0
 
 
@@ -361,15 +362,19 @@ def bench_writers(url: str, writers: int, seconds: float, per_transaction: int) 
             [backends],
         )
         sealer_backends = [row[0] for row in cursor.fetchall()]
-    tracked = [sealer.pid, *backends, *sealer_backends] if local else []
-    cpu_before = sum(_process_cpu(pid) for pid in tracked)
+    groups = {"writer backends": backends, "sealer": [sealer.pid, *sealer_backends]}
+    tracked = [pid for pids in groups.values() for pid in pids] if local else []
+    cpu_before = {pid: _process_cpu(pid) for pid in tracked}
     started = time.monotonic()
     for proc in procs:
         proc.stdin.write("go\n")
         proc.stdin.flush()
     results = [proc.stdout.readline().split() for proc in procs]
     elapsed = time.monotonic() - started
+    writers_done = {pid: _process_cpu(pid) - cpu_before[pid] for pid in backends if local}
     for proc in procs:
+        proc.stdin.write("bye\n")
+        proc.stdin.flush()
         proc.wait()
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM audit_unsealedentry")
@@ -381,7 +386,14 @@ def bench_writers(url: str, writers: int, seconds: float, per_transaction: int) 
                 break
             time.sleep(0.01)
         linked_after = time.monotonic() - stopped
-        cpu_after = sum(_process_cpu(pid) for pid in tracked if Path(f"/proc/{pid}/stat").exists())
+        cpu_used = {
+            **writers_done,
+            **{
+                pid: _process_cpu(pid) - cpu_before[pid]
+                for pid in tracked
+                if pid not in writers_done
+            },
+        }
         cursor.execute("SELECT count(*), min(seq), max(seq) FROM audit_chainlink")
         links, first, last = cursor.fetchone()
     sealer.terminate()
@@ -391,7 +403,11 @@ def bench_writers(url: str, writers: int, seconds: float, per_transaction: int) 
     return {
         "total": total, "elapsed": elapsed, "unlinked": unlinked, "linked_after": linked_after,
         "contiguous": links == last - first + 1,
-        "cpu_ms_per_event": 1000 * (writer_cpu + cpu_after - cpu_before) / total if total and local else None,
+        "cpu_ms_per_event": 1000 * (writer_cpu + sum(cpu_used.values())) / total if total and local else None,
+        "cpu_ms_split": {
+            "writers": 1000 * writer_cpu / total,
+            **{name: 1000 * sum(cpu_used.get(pid, 0.0) for pid in pids) / total for name, pids in groups.items()},
+        } if total and local else None,
     }  # fmt: skip
 
 
@@ -581,6 +597,8 @@ def main() -> int:
             per_event = result["cpu_ms_per_event"]
             log(f"          CPU per event (writers, sealer and their database backends): {per_event:.2f} ms, "
                 f"so at most {1000 * (os.cpu_count() or 1) / per_event:,.0f} events/s on {os.cpu_count()} idle CPUs")  # fmt: skip
+            split = ", ".join(f"{name} {ms:.2f} ms" for name, ms in result["cpu_ms_split"].items())
+            log(f"          of which {split}")
 
     if "verify" in parts:
         log("\n(3) audit_verify over the whole chain:")
