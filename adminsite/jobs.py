@@ -58,6 +58,9 @@ LOCK_MARGIN_SECONDS = 30
 MAX_ARGS = 300
 MAX_ERROR = 500
 MAX_TRACEBACK = 20_000
+# A failed run that reported no error: it was ended from outside (terminated at its hard time
+# limit, or revoked with terminate) before it could say why.
+TERMINATED = "Terminated before the task could report an error."
 
 _SENSITIVE = re.compile(r"(password|passwd|secret|token|api_key|authorization|card)", re.I)
 
@@ -320,11 +323,17 @@ def _close_killed(task, task_id: str | None, error: str, traceback: str) -> None
 
     if not task_id:
         return
-    closed = JobRun.objects.filter(task_id=task_id, outcome=JobRun.Outcome.RUNNING).update(
+    runs = JobRun.objects.filter(task_id=task_id)
+    closed = runs.filter(outcome=JobRun.Outcome.RUNNING).update(
         outcome=JobRun.Outcome.FAILURE,
         finished_at=datetime.now(UTC),
         error=error,
         traceback=traceback,
+    )
+    # The pool terminates the child before it kills it: a child that closed its run on the way
+    # out could not say why; this process can.
+    runs.filter(outcome=JobRun.Outcome.FAILURE, error=TERMINATED).update(
+        error=error, traceback=traceback
     )
     name = getattr(task, "name", "")
     if closed and name:
@@ -362,19 +371,25 @@ def _finish(run: _Run, state: str | None) -> None:
     outcome = outcome_of(state, skipped=run.skipped)
     finished_at = datetime.now(UTC)
     duration_ms = max(0, round((time.monotonic() - run.started) * 1000))
-    streak, sampled = _update_redis(run, outcome, finished_at, duration_ms)
+    error = run.error
+    if outcome == JobRun.Outcome.FAILURE and not error:
+        error = TERMINATED
     final = {
         "outcome": outcome,
         "finished_at": finished_at,
         "duration_ms": duration_ms,
-        "error": run.error if outcome != JobRun.Outcome.SUCCESS else "",
+        "error": error if outcome != JobRun.Outcome.SUCCESS else "",
         "traceback": run.traceback if outcome == JobRun.Outcome.FAILURE else "",
     }
     if run.row_id is not None:
-        JobRun.objects.filter(pk=run.row_id).update(**final)
-    elif run.frequent and not sampled:
-        return
+        closed = JobRun.objects.filter(pk=run.row_id, outcome=JobRun.Outcome.RUNNING)
+        if not closed.update(**final):
+            return  # the worker's main process killed the run and closed it (and counted it)
+        streak, _ = _update_redis(run, outcome, finished_at, duration_ms)
     else:
+        streak, sampled = _update_redis(run, outcome, finished_at, duration_ms)
+        if run.frequent and not sampled:
+            return
         JobRun.objects.create(**run.fields, **final)
     from monitoring.metrics import track_metric
 

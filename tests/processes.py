@@ -121,6 +121,8 @@ class CeleryWorker:
     addressed to its own node name, so parallel test runs on one Redis stay apart.
     """
 
+    include: tuple[str, ...] = ()  # more task modules to load, such as tests' own tasks
+
     def __init__(
         self, *, database_url: str, redis_url: str, key_prefix: str, log_path: Path
     ) -> None:
@@ -157,6 +159,7 @@ class CeleryWorker:
             # side by side; gossip, mingle and heartbeats only slow the start for one worker.
             "--pool=prefork", "--concurrency=2",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
+            *(f"--include={module}" for module in self.include),
         ]  # fmt: skip
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(  # noqa: S603 - fixed command line

@@ -1,10 +1,14 @@
 """Tasks for the background job tests: one that fails, one that blocks until released, one that
-succeeds. Registered on the project's Celery app, run in-process through Celery's tracer
-(``task.apply()``), so the recording signals and the overlap lock act on them as on any task."""
+succeeds, and one that ignores its soft time limit. Registered on the project's Celery app, run
+in-process through Celery's tracer (``task.apply()``), so the recording signals and the overlap
+lock act on them as on any task; a test worker loads them with ``--include``."""
 
 from __future__ import annotations
 
 import threading
+import time
+
+from celery.exceptions import SoftTimeLimitExceeded
 
 from adminsite.celery import app
 
@@ -34,7 +38,19 @@ def ok_job(secret_token: str = "", n: int = 0) -> int:
     return n
 
 
-NAMES = ("tests.jobs.fail", "tests.jobs.block", "tests.jobs.ok")
+@app.task(name="tests.jobs.stubborn", time_limit=2, soft_time_limit=1, max_retries=0)
+def stubborn_job() -> None:
+    """Ignores its soft time limit, as a job stuck in a C call does, until the pool kills it at
+    the hard limit."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.05)
+        except SoftTimeLimitExceeded:
+            continue
+
+
+NAMES = ("tests.jobs.fail", "tests.jobs.block", "tests.jobs.ok", "tests.jobs.stubborn")
 
 
 def forget() -> None:

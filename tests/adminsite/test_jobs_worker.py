@@ -179,3 +179,52 @@ def test_a_task_of_a_killed_worker_runs_again_and_its_effect_happens_once(mailbo
     assert [envelope.rcpt_tos for envelope in box.messages] == [[customer.email]]
     assert ImpersonationSession.objects.get(pk=session.pk).customer_notified_at is not None
     assert AuditEntry.objects.filter(event="impersonation.customer_notified").count() == 1
+
+
+# --- a task killed at its hard time limit ------------------------------------------------------
+
+
+def test_a_run_killed_at_its_hard_time_limit_is_closed_as_a_failure(tmp_path):
+    from tests.adminsite.jobs_tasks import forget
+
+    # A worker of its own that knows the tests' tasks, on a key prefix of its own.
+    prefix = f"{settings.REDIS_KEY_PREFIX}limit{os.getpid()}:"
+    worker = _Worker(
+        database_url=worker_database_url(),
+        redis_url=settings.REDIS_URL,
+        key_prefix=prefix,
+        log_path=tmp_path / "worker.log",
+        extra_env={},
+    )
+    worker.include = ("tests.adminsite.jobs_tasks",)
+    producer = Celery(
+        "limit-test",
+        broker=settings.REDIS_URL,
+        broker_transport_options={"global_keyprefix": prefix},
+        set_as_current=False,
+    )
+    worker.start()
+    try:
+        # It shrugs off its soft limit (1 s); the pool kills its child at the hard one (2 s).
+        result = producer.send_task("tests.jobs.stubborn")
+        run = wait_until(finished(result.id, "failure"), timeout=30, what="the killed run closed")
+        assert run.error.startswith("TimeLimitExceeded"), run.error
+        assert run.worker == worker.nodename
+        assert run.finished_at >= run.started_at
+        assert list(JobRun.objects.filter(task_id=result.id).values_list("outcome", flat=True)) == [
+            "failure"
+        ]
+        # Counted once in the failure streak, in the worker's keys.
+        streaks = prefix + jobs.streak_key().removeprefix(settings.REDIS_KEY_PREFIX)
+        assert jobs.redis_client().hget(streaks, "tests.jobs.stubborn") == b"1"
+        # The pool replaced the killed child: the worker goes on running tasks.
+        after = producer.send_task("tests.jobs.ok", kwargs={"n": 7})
+        wait_until(finished(after.id), timeout=30, what="a run after the kill")
+    finally:
+        worker.stop()
+        producer.close()
+        client = jobs.redis_client()
+        keys = list(client.scan_iter(f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+        forget()
