@@ -6,6 +6,7 @@ server under .devdata/, or the server of DATABASE_URL), migrated on first use, a
 stream of its own on the development Redis; nothing else is touched.
 
     .venv/bin/python bench/bench_metrics.py [--calls 200000] [--e2e 300000] [--points 1000000]
+        [--only track|ingestion|dashboard]
 
 Prints:
   1. track_metric calls per second in this one process (validation, encoding, the pipelined
@@ -233,6 +234,11 @@ def main() -> None:
     parser.add_argument(
         "--repeats", type=int, default=20, help="dashboard timings per range (default 20)"
     )
+    parser.add_argument(
+        "--only",
+        choices=["track", "ingestion", "dashboard"],
+        help="run only this part (default: all three)",
+    )
     args = parser.parse_args()
     for flag in ("calls", "e2e", "points", "repeats"):
         if getattr(args, flag) < 1:
@@ -246,10 +252,13 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     print(f"CPUs: {os.cpu_count()}; database {BENCH_DB}")
-    bench_track(args.calls)
-    bench_ingestion(args.e2e)
-    load_points(args.points)
-    bench_dashboard(args.repeats)
+    if args.only in (None, "track"):
+        bench_track(args.calls)
+    if args.only in (None, "ingestion"):
+        bench_ingestion(args.e2e)
+    if args.only in (None, "dashboard"):
+        load_points(args.points)
+        bench_dashboard(args.repeats)
 
 
 if __name__ == "__main__":

@@ -188,3 +188,35 @@ def test_purging_rollups_drops_old_minutes_and_hours_alike():
             " (SELECT count(*) FROM monitoring_rollups_hourly WHERE name = 'purge.test')"
         )
         assert cursor.fetchone() == (0, 0)
+
+
+def test_stream_entries_keep_every_value_and_time_exactly():
+    from monitoring.metrics import encode_entry
+
+    now = int(datetime.now(UTC).timestamp() * 1_000_000)
+    values = [0.1, -2.5, 0.0, 1e-300, 1.7976931348623157e308, 123456789.123, -0.0, 7.0]
+    points = [
+        (name, value, now - i * 997, tags)
+        for i, value in enumerate(values)
+        for name, tags in [
+            ("a.b", ""),
+            ("a.b", '{"route":"x|y"}'),
+            ("c_1", '{"city":"Zürich"}'),
+        ]
+    ]
+    decoded = decode_entry(encode_entry(points))
+    # Grouped by series, each series in the order its points were recorded.
+    assert sorted(decoded, key=lambda p: (p[0], p[3])) == sorted(points, key=lambda p: (p[0], p[3]))
+    assert [repr(p[1]) for p in decoded if p[3] == ""] == [repr(v) for v in values]
+
+
+def test_entries_in_the_per_point_text_format_still_decode():
+    from monitoring.metrics import encode_point
+
+    raw = "\n".join(
+        [encode_point("old.format", 1.5, 1_700_000_000.25, ""), encode_point("x", 2.0, 1.0, "{}")]
+    )
+    assert decode_entry(raw) == [
+        ("old.format", 1.5, 1_700_000_000_250_000, ""),
+        ("x", 2.0, 1_000_000, "{}"),
+    ]

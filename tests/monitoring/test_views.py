@@ -139,9 +139,10 @@ def test_request_middleware_records_latency_per_route(client, ops):
     default_buffer()._pending.clear()
     new = pending[before:]
     assert any(
-        p.startswith("api_latency_ms|") and '"route":"monitoring:dashboard"' in p for p in new
+        name == "api_latency_ms" and '"route":"monitoring:dashboard"' in tags
+        for name, _value, _micros, tags in new
     )
-    assert any(p.startswith("error_rate|0.0|") for p in new)
+    assert any(name == "error_rate" and value == 0.0 for name, value, _micros, _tags in new)
 
 
 def test_seed_backfills_a_day_once():
