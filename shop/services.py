@@ -27,6 +27,7 @@ metric's sum over a period is the net revenue of that period.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -615,21 +616,72 @@ def _unit_amount(price: Price) -> int:
     return price.unit_amount
 
 
+# A second "Pay" for the same cart while its checkout is open (a double click, a reload, a second
+# tab) goes to the same Stripe Checkout Session rather than placing a second order. Stripe keeps
+# a session open for 24 hours; past REUSE_CHECKOUT_FOR a new order and session start.
+REUSE_CHECKOUT_FOR = timedelta(hours=1)
+# With the customer's id: one checkout start at a time per customer, from the cart to the
+# session's URL on the order (Stripe's round trip included, so no row lock is held over it).
+CHECKOUT_LOCK = 0x73686F70  # "shop"
+
+
+@contextlib.contextmanager
+def _checkout_lock(customer_id: int):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [CHECKOUT_LOCK, customer_id])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [CHECKOUT_LOCK, customer_id])
+
+
+def _open_checkout(customer, items: list[CartItem]) -> Order | None:
+    """The customer's pending order, started within REUSE_CHECKOUT_FOR, whose Checkout Session
+    is open and whose lines are the cart's (price, quantity and unit amount)."""
+    wanted = sorted((item.price_id, item.quantity, _unit_amount(item.price)) for item in items)
+    recent = (
+        Order.objects.filter(
+            customer=customer, status=S.PENDING, created_at__gte=_now() - REUSE_CHECKOUT_FOR
+        )
+        .exclude(checkout_url="")
+        .prefetch_related("lines")
+        .order_by("-created_at")[:5]
+    )
+    for order in recent:
+        lines = sorted(
+            (line.price_id, line.quantity, line.unit_amount) for line in order.lines.all()
+        )
+        if lines == wanted:
+            return order
+    return None
+
+
 def start_checkout(*, customer, base_url: str) -> Order:
     """A pending order with a snapshot of the cart, then a Stripe Checkout Session for it;
-    Stripe sends the customer back to ``base_url`` + the order's page (or the cart).
+    Stripe sends the customer back to ``base_url`` + the order's page (or the cart). When an
+    order for the same cart is still open at Stripe (REUSE_CHECKOUT_FOR), that order is
+    returned instead, and nothing is written.
 
     Raises CheckoutError (the cart cannot be paid: archived prices, empty, mixed currencies;
     nothing written), StripeNotConfiguredError, or StripeUnavailableError/StripeRejectedError
     (the order is closed as canceled with the reason, and the cart is left as it was)."""
     if not stripe_api.configured():
         raise stripe_api.StripeNotConfiguredError
+    with _checkout_lock(customer.pk):
+        return _start_checkout(customer=customer, base_url=base_url)
+
+
+def _start_checkout(*, customer, base_url: str) -> Order:
     with transaction.atomic():
         cart = Cart.objects.select_for_update().filter(user=customer).first()
         items = list(cart.items.select_related("price__product").order_by("pk")) if cart else []
         problems = check_cart(items)
         if problems:
             raise CheckoutError(problems)
+        reusable = _open_checkout(customer, items)
+        if reusable is not None:
+            return reusable
         currency = items[0].price.currency
         order = Order.objects.create(
             customer=customer,

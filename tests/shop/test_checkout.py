@@ -141,6 +141,63 @@ def test_checkout_makes_a_pending_order_and_a_session(
     assert AuditEntry.objects.filter(event="order.created", object_id=order.pk).exists()
 
 
+def test_paying_again_for_the_same_cart_goes_to_the_same_open_checkout(
+    client, customer, checkout_order, fake_stripe
+):
+    order = checkout_order({"price_team": 2})
+    sessions = len(fake_stripe.calls("POST", "/v1/checkout/sessions"))
+    again = client.post("/shop/checkout/")  # a double click, a reload, a second tab
+    assert again.status_code == 303 and again["Location"] == order.checkout_url
+    assert Order.objects.filter(customer=customer).count() == 1
+    assert len(fake_stripe.calls("POST", "/v1/checkout/sessions")) == sessions
+    assert AuditEntry.objects.filter(event="order.created").count() == 1
+
+    # A changed cart is another order, with a session of its own.
+    client.post("/shop/cart/add/", {"price": price("price_storage").pk})
+    assert client.post("/shop/checkout/").status_code == 303
+    second = Order.objects.filter(customer=customer).latest("pk")
+    assert second.pk != order.pk and second.lines.count() == 2
+    assert len(fake_stripe.calls("POST", "/v1/checkout/sessions")) == sessions + 1
+
+
+def test_an_old_open_checkout_is_not_reused(client, customer, checkout_order, fake_stripe):
+    order = checkout_order()
+    Order.objects.filter(pk=order.pk).update(
+        created_at=order.created_at - services.REUSE_CHECKOUT_FOR
+    )
+    assert client.post("/shop/checkout/").status_code == 303
+    assert Order.objects.filter(customer=customer).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_pay_clicks_at_once_make_one_order(fake_stripe, catalogue):
+    customer = CustomerFactory()
+    first = Client()
+    first.force_login(customer)
+    first.post("/shop/cart/add/", {"price": price("price_team").pk})
+    second = Client()
+    second.force_login(customer)
+    barrier = threading.Barrier(2)
+    responses = []
+
+    def pay(client):
+        try:
+            barrier.wait()
+            responses.append(client.post("/shop/checkout/"))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=pay, args=[c]) for c in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    order = Order.objects.get(customer=customer)
+    assert [r.status_code for r in responses] == [303, 303]
+    assert {r["Location"] for r in responses} == {order.checkout_url}
+    assert len(fake_stripe.calls("POST", "/v1/checkout/sessions")) == 1
+
+
 def test_the_snapshot_does_not_follow_catalogue_changes(client, checkout_order, fake_stripe):
     order = checkout_order()
     product = fake_stripe.products["prod_team"]
