@@ -112,6 +112,12 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     S.PARTIALLY_REFUNDED: frozenset({S.REFUNDED}),
     S.REFUNDED: frozenset(),
 }
+# The only steps back: a refund that had succeeded fails later (the bank returns the money), so
+# less is refunded than before and the status follows the money (see _recompute_refunded).
+REFUND_REVERSALS: dict[str, frozenset[str]] = {
+    S.REFUNDED: frozenset({S.PARTIALLY_REFUNDED, S.PAID, S.FULFILLED}),
+    S.PARTIALLY_REFUNDED: frozenset({S.PAID, S.FULFILLED}),
+}
 
 
 def _now():
@@ -152,15 +158,23 @@ class OrderChanges:
         actor=None,
         stripe_event_id: str = "",
         note: str = "",
+        reversal: bool = False,
     ) -> bool:
         """Move the order to ``to`` if its state machine allows it, keeping the step. Returns
-        whether it moved."""
-        if to == order.status or to not in TRANSITIONS[order.status]:
+        whether it moved. ``reversal``: a step back along REFUND_REVERSALS."""
+        steps = (
+            REFUND_REVERSALS.get(order.status, frozenset())
+            if reversal
+            else TRANSITIONS[order.status]
+        )
+        if to == order.status or to not in steps:
             return False
         previous = order.status
         now = _now()
         self.set(order, status=to)
-        if to == S.PAID:
+        if reversal:
+            pass  # back to a status the order had: its paid and fulfilled times stay
+        elif to == S.PAID:
             self.set(order, paid_at=now)
             self.paid.append(order)
             self.revenue.append((order.amount_total, order.currency, "order"))
@@ -186,7 +200,7 @@ class OrderChanges:
         )
         self.audits.append(
             (
-                f"order.{to}",
+                "order.refund_reversed" if reversal else f"order.{to}",
                 order,
                 {"status": [previous, to]},
                 data,
@@ -938,15 +952,24 @@ def _recompute_refunded(order: Order, *, stripe_event_id: str = "") -> None:
     changes.set(order, amount_refunded=refunded)
     source = EventSource.WEBHOOK if stripe_event_id else EventSource.CONSOLE
     moved = False
-    if order.status in PAID_STATUSES and refunded > 0:
-        target = S.REFUNDED if refunded >= order.amount_total else S.PARTIALLY_REFUNDED
+    if order.status in PAID_STATUSES:
+        if refunded >= order.amount_total:
+            target = S.REFUNDED
+        elif refunded > 0:
+            target = S.PARTIALLY_REFUNDED
+        else:  # every refund failed after all: back to where the order was before them
+            target = S.FULFILLED if order.fulfilled_at else S.PAID
+        amounts = (
+            f"{format_money(refunded, order.currency)} of "
+            f"{format_money(order.amount_total, order.currency)} refunded."
+        )
         moved = changes.move(
             order,
             target,
             source=source,
             stripe_event_id=stripe_event_id,
-            note=f"{format_money(refunded, order.currency)} of "
-            f"{format_money(order.amount_total, order.currency)} refunded.",
+            note=f"A refund failed after it had succeeded: {amounts}" if delta < 0 else amounts,
+            reversal=delta < 0,
         )
     if not moved:
         changes.note(

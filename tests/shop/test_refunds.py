@@ -157,6 +157,42 @@ def test_refund_status_only_moves_forward(client, paid_order, fake_stripe):
     )
     order.refresh_from_db()
     assert order.amount_refunded == 0
+    # ... and the order is paid again, as it was: a step back, kept in its history.
+    assert order.status == "paid"
+    step = order.events.latest("pk")
+    assert (step.from_status, step.to_status) == ("refunded", "paid")
+    assert "failed after it had succeeded" in step.note
+    assert AuditEntry.objects.filter(event="order.refund_reversed", object_id=order.pk).exists()
+
+
+def test_one_of_two_refunds_failing_later_leaves_the_order_partly_refunded(
+    client, paid_order, fake_stripe
+):
+    order = paid_order()
+    base = {
+        "object": "refund", "currency": "usd", "status": "succeeded",
+        "payment_intent": order.stripe_payment_intent_id, "metadata": {},
+    }  # fmt: skip
+    for n, amount in ((1, 900), (2, 4000)):
+        deliver(
+            client,
+            stripe_events.event(
+                "refund.created", {**base, "id": f"re_{n}", "amount": amount}, created=1000 + n
+            ),
+        )
+    order.refresh_from_db()
+    assert order.status == "refunded" and order.amount_refunded == 4900
+    deliver(
+        client,
+        stripe_events.event(
+            "refund.updated",
+            {**base, "id": "re_2", "amount": 4000, "status": "failed"},
+            created=2000,
+        ),
+    )
+    order.refresh_from_db()
+    assert order.status == "partially_refunded" and order.amount_refunded == 900
+    assert order.paid_at is not None
 
 
 def test_a_refund_made_with_a_timeout_is_completed_by_its_event(
