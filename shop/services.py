@@ -10,15 +10,17 @@ Rules kept here, learned from where Stripe integrations break:
   time of the newest event applied (``stripe_version``); an older event is skipped, an event
   of the same second is "in doubt" and the object is fetched from the API instead. Orders only
   move forward through their state machine (:data:`TRANSITIONS`), so a late
-  ``checkout.session.expired`` never undoes a payment.
+  ``checkout.session.expired`` never undoes a payment; the one step back is a refund failing
+  after it had succeeded (:data:`REFUND_REVERSALS`).
 * Rows money depends on are locked before they change, several in primary-key order, so two
   events for one order at the same moment serialise: one paid transition, no duplicate key.
-* Network calls to Stripe run outside any transaction (no lock held while Stripe answers) and
-  carry an idempotency key stored beforehand: one per Checkout Session, one per refund attempt.
+* Network calls to Stripe run outside any transaction (no row lock held while Stripe answers;
+  a checkout start holds only its customer's advisory lock) and carry an idempotency key stored
+  beforehand: one per Checkout Session, one per refund attempt.
 
 Audit events: ``order.created``, ``order.paid``, ``order.fulfilled``, ``order.canceled``,
-``order.expired``, ``order.refund_requested``, ``order.refunded``, ``shop.sync_requested``,
-``shop.webhook_reprocessed``.
+``order.expired``, ``order.refund_requested``, ``order.refunded``, ``order.refund_reversed``,
+``shop.sync_requested``, ``shop.webhook_reprocessed``.
 
 Revenue: the ``revenue_cents`` metric gets the order's total (minor units, tagged with the
 currency) when it is paid, and the negative amount of each refund when it succeeds, so the
