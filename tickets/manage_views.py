@@ -30,9 +30,8 @@ from django.views.decorators.http import require_http_methods
 
 from adminsite.decorators import permission_required
 from adminsite.htmx import wants_fragment
-from adminsite.users import user_label
 from tickets import queries, services
-from tickets.models import BODY_MAX_LENGTH, CannedReply, Comment, Status, Ticket
+from tickets.models import BODY_MAX_LENGTH, CannedReply, Comment, Ticket
 
 VIEW = "tickets.view_ticket"
 # Who may merge: merge_tickets only insists on staff. A merge is working tickets — it moves a
@@ -95,38 +94,14 @@ def _find_target(user, raw: str) -> tuple[Ticket | None, str | None]:
 
 
 def _source_refusal(source: Ticket) -> str | None:
-    """Why ``source`` cannot be merged anywhere (the first two checks of merge_tickets)."""
-    if source.merged_into_id is not None:
-        return (
-            f"#{source.ticket_number} was already merged into "
-            f"#{source.merged_into.ticket_number}; it cannot be merged again."
-        )
-    if source.status == Status.CLOSED:
-        return f"#{source.ticket_number} is closed: only open tickets can be merged."
-    return None
+    """Why ``source`` cannot be merged anywhere."""
+    return services.merge_refusal(source).get("source")
 
 
 def _target_refusal(source: Ticket, target: Ticket) -> str | None:
-    """Why merge_tickets would refuse ``target``, said in the preview so the confirm button is
-    only offered for a merge that can happen. The service stays the judge: it checks again
+    """Why merge_tickets would refuse ``target``. The service stays the judge: it checks again
     with both rows locked, and the POST shows its own message if things changed meanwhile."""
-    number = f"#{target.ticket_number}"
-    if target.pk == source.pk:
-        return f"{number} is this ticket: a ticket cannot be merged into itself."
-    if target.merged_into_id is not None:
-        return (
-            f"{number} was itself merged into #{target.merged_into.ticket_number}; "
-            "merge into that one instead."
-        )
-    if target.status == Status.CLOSED:
-        return f"{number} is closed; reopen it or pick another."
-    if target.requester_id != source.requester_id:
-        return (
-            f"{number} was opened by {user_label(target.requester)}, not "
-            f"{user_label(source.requester)}: only tickets from the same customer can be "
-            "merged, so one customer never sees another's words."
-        )
-    return None
+    return services.merge_refusal(source, target).get("target")
 
 
 def _merge_page(request, source, *, into="", target=None, errors=(), status=200):

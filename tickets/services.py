@@ -653,28 +653,54 @@ def add_comment(
 # --- merge ---------------------------------------------------------------------------------
 
 
+def merge_refusal(source: Ticket, target: Ticket | None = None) -> dict[str, str]:
+    """Why ``source`` cannot be merged (into ``target``, when given), as ``{"source": …}`` or
+    ``{"target": …}``; empty when it can. merge_tickets checks it with both rows locked; the
+    merge page says it in its preview, so the confirm button is offered only for a merge that
+    can happen."""
+    if source.merged_into_id is not None:
+        return {
+            "source": f"#{source.ticket_number} was already merged into "
+            f"#{source.merged_into.ticket_number}; it cannot be merged again."
+        }
+    if source.status == Status.CLOSED:
+        return {"source": f"#{source.ticket_number} is closed: only open tickets can be merged."}
+    if target is None:
+        return {}
+    number = f"#{target.ticket_number}"
+    if target.pk == source.pk:
+        return {"target": f"{number} is this ticket: a ticket cannot be merged into itself."}
+    if target.merged_into_id is not None:
+        return {
+            "target": f"{number} was itself merged into #{target.merged_into.ticket_number}; "
+            "merge into that one instead."
+        }
+    if target.status == Status.CLOSED:
+        return {"target": f"{number} is closed; reopen it or pick another."}
+    if target.requester_id != source.requester_id:
+        return {
+            "target": f"{number} was opened by {user_label(target.requester)}, not "
+            f"{user_label(source.requester)}: only tickets from the same customer can be "
+            "merged, so one customer never sees another's words."
+        }
+    return {}
+
+
 @transaction.atomic
 def merge_tickets(*, actor, source: Ticket, target: Ticket) -> Ticket:
     """Merge the duplicate ``source`` into ``target``: its comments (and its description, as
     the requester's comment) move to the target, its tags join the target's, and it closes
     with a link to the target. Both must belong to the same customer, so a merge never
-    shows one customer's words to another."""
+    shows one customer's words to another (merge_refusal says what else is refused)."""
     _require_staff(actor, "merge tickets")
     if source.pk == target.pk:
-        raise ValidationError({"target": "A ticket cannot be merged into itself."})
+        raise ValidationError(merge_refusal(source, target))
     first, second = sorted((source.pk, target.pk))
     locked = {first: _lock(first), second: _lock(second)}  # fixed order: no deadlock
     source, target = locked[source.pk], locked[target.pk]
-    if source.merged_into_id is not None:
-        raise ValidationError({"source": f"Ticket #{source.ticket_number} was already merged."})
-    if source.status == Status.CLOSED:
-        raise ValidationError({"source": f"Ticket #{source.ticket_number} is closed."})
-    if target.merged_into_id is not None or target.status == Status.CLOSED:
-        raise ValidationError(
-            {"target": f"Ticket #{target.ticket_number} is closed; reopen it or pick another."}
-        )
-    if source.requester_id != target.requester_id:
-        raise ValidationError({"target": "Only tickets from the same customer can be merged."})
+    refusal = merge_refusal(source, target)
+    if refusal:
+        raise ValidationError(refusal)
 
     now = timezone.now()
     moved = Comment.objects.filter(ticket=source).update(

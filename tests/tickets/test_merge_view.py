@@ -146,42 +146,35 @@ def test_refusals_are_named_in_the_preview_and_the_post_changes_nothing(
     closed = make_ticket(subject="Done with", status="closed", actor=agent)
     foreign = make_ticket(subject="Someone else's", requester=other_customer)
     cases = [
-        # (target, what the preview says, what the service says on POST)
+        # (target, what the preview says, and the service on POST: the same rules, one text)
         (
             source,
             f"#{source.ticket_number} is this ticket: a ticket cannot be merged into itself.",
-            "A ticket cannot be merged into itself.",
         ),
         (
             merged,
             f"#{merged.ticket_number} was itself merged into #{kept.ticket_number}; merge into "
             "that one instead.",
-            f"Ticket #{merged.ticket_number} is closed; reopen it or pick another.",
         ),
-        (
-            closed,
-            f"#{closed.ticket_number} is closed; reopen it or pick another.",
-            f"Ticket #{closed.ticket_number} is closed; reopen it or pick another.",
-        ),
+        (closed, f"#{closed.ticket_number} is closed; reopen it or pick another."),
         (
             foreign,
             f"#{foreign.ticket_number} was opened by {other_customer.get_full_name()}, not "
             "Maria Garcia: only tickets from the same customer can be merged",
-            "Only tickets from the same customer can be merged.",
         ),
     ]
     client.force_login(agent)
     merges_before = AuditEntry.objects.filter(event="ticket.merged").count()
-    for other, preview_message, post_message in cases:
+    for other, message in cases:
         before = state(source, other)
         preview = client.get(url(source), {"into": f"#{other.ticket_number}"})
         assert preview.status_code == 400, other.subject
-        assert preview_message in html(preview)
+        assert message in html(preview)
         assert 'data-testid="merge-confirm"' not in html(preview)
 
         posted = client.post(url(source), {"into": str(other.ticket_number)})
         assert posted.status_code == 400, other.subject
-        assert post_message in html(posted)
+        assert message in html(posted)
         assert state(source, other) == before
     assert AuditEntry.objects.filter(event="ticket.merged").count() == merges_before
 
@@ -218,7 +211,7 @@ def test_a_merged_or_closed_ticket_cannot_be_merged(client, agent, pair, make_ti
     before = state(merged, target)
     posted = client.post(url(merged), {"into": target.ticket_number})
     assert posted.status_code == 400
-    assert f"Ticket #{merged.ticket_number} was already merged." in html(posted)
+    assert "it cannot be merged again" in html(posted)
     posted = client.post(url(merged), {"into": "nothing"})
     assert posted.status_code == 400
     assert "it cannot be merged again" in html(posted) and "not a ticket number" not in html(posted)
@@ -228,7 +221,7 @@ def test_a_merged_or_closed_ticket_cannot_be_merged(client, agent, pair, make_ti
     assert "only open tickets can be merged" in html(client.get(url(closed)))
     posted = client.post(url(closed), {"into": target.ticket_number})
     assert posted.status_code == 400
-    assert f"Ticket #{closed.ticket_number} is closed." in html(posted)
+    assert "only open tickets can be merged" in html(posted)
     assert Ticket.objects.get(pk=closed.pk).merged_into_id is None
 
 
@@ -241,7 +234,7 @@ def test_target_closed_between_preview_and_confirm_is_refused(client, agent, lea
     response = client.post(url(source), {"into": target.ticket_number})
     assert response.status_code == 400
     page = html(response)
-    assert f"Ticket #{target.ticket_number} is closed; reopen it or pick another." in page
+    assert f"#{target.ticket_number} is closed; reopen it or pick another." in page
     assert 'data-testid="merge-confirm"' not in page  # the page shows the target as it is now
     assert state(source, target) == before
 
