@@ -658,7 +658,7 @@ def merge_refusal(source: Ticket, target: Ticket | None = None) -> dict[str, str
     ``{"target": …}``; empty when it can. merge_tickets checks it with both rows locked; the
     merge page says it in its preview, so the confirm button is offered only for a merge that
     can happen."""
-    if source.merged_into_id is not None:
+    if source.merged_into is not None:
         return {
             "source": f"#{source.ticket_number} was already merged into "
             f"#{source.merged_into.ticket_number}; it cannot be merged again."
@@ -670,7 +670,7 @@ def merge_refusal(source: Ticket, target: Ticket | None = None) -> dict[str, str
     number = f"#{target.ticket_number}"
     if target.pk == source.pk:
         return {"target": f"{number} is this ticket: a ticket cannot be merged into itself."}
-    if target.merged_into_id is not None:
+    if target.merged_into is not None:
         return {
             "target": f"{number} was itself merged into #{target.merged_into.ticket_number}; "
             "merge into that one instead."
