@@ -46,6 +46,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import F, Q, Sum
+from django.db.models.functions import Collate
 from django.urls import reverse
 from django.utils import timezone
 
@@ -253,9 +254,6 @@ def update_rows(model, objs: list, fields: list[str]) -> None:
     Django's bulk_update builds a CASE per field and row, which costs more to compile than
     the update itself takes for a few hundred rows."""
     if not objs:
-        return
-    if len(objs) == 1:
-        objs[0].save(update_fields=fields)
         return
     meta = model._meta
     columns = [meta.get_field(name) for name in fields]
@@ -1125,7 +1123,8 @@ def process_received(*, limit: int = BATCH_SIZE) -> list[tuple[int, str]]:
 
     Events are taken with ``FOR UPDATE SKIP LOCKED`` (several workers drain side by side) and
     handled together: the orders they touch are locked once, in primary-key order, and written
-    in bulk; catalogue objects take their newest event of the batch. If anything in the batch
+    in bulk; catalogue objects take their newest event of the batch, their rows locked once
+    and written in bulk too, after the orders. If anything in the batch
     fails, its events are handled one by one instead, so one bad event fails alone. Returns
     (event id, status) for each event taken."""
     with transaction.atomic():
@@ -1201,8 +1200,13 @@ def _process_together(events: list[WebhookEvent]) -> Iterable[tuple[int, Outcome
             catalogue.setdefault(key, []).append(event)
         else:
             others.append(event)
-    # Products before prices, each by Stripe id: every batch locks catalogue rows in the same
-    # order, so batches drained side by side never deadlock.
+    # Orders first, then products before prices, each by Stripe id: every batch takes its locks
+    # in the same order, so batches drained side by side never deadlock. The catalogue rows,
+    # which most batches share, come last: they stay locked only for the end of the batch,
+    # after the orders' writes and audit entries.
+    yield from _checkout_together(checkout)
+    newest_products: list[WebhookEvent] = []
+    newest_prices: list[WebhookEvent] = []
     for key in sorted(catalogue, key=lambda k: (k[0] != "product", k[1] or "")):
         group = catalogue[key]
         group.sort(key=lambda e: (e.stripe_created, e.pk))
@@ -1212,10 +1216,84 @@ def _process_together(events: list[WebhookEvent]) -> Iterable[tuple[int, Outcome
                 older.pk,
                 Outcome(result=f"Superseded by the newer {newest.stripe_id} in the same batch."),
             )
-        yield newest.pk, _handle(newest)
-    yield from _checkout_together(checkout)
+        (newest_products if key[0] == "product" else newest_prices).append(newest)
+    yield from _catalogue_together(Product, newest_products, "Product")
+    yield from _catalogue_together(Price, newest_prices, "Price")
     for event in others:
         yield event.pk, _handle(event)
+
+
+def _price_product_id(data: dict) -> str | None:
+    product = data.get("product")
+    return product["id"] if isinstance(product, dict) else product
+
+
+def _batch_fields(row, data: dict) -> dict | None:
+    """The fields of a locked catalogue row from an event's object; None for a price whose
+    event names another product than the row's (Stripe never moves a price: left to the
+    single path, which finds or creates that product)."""
+    if isinstance(row, Product):
+        return _product_fields(data)
+    if row.product.stripe_id != _price_product_id(data):
+        return None
+    return _price_fields(data, row.product)
+
+
+def _catalogue_together(model, events: list[WebhookEvent], label: str) -> list[tuple[int, Outcome]]:
+    """The newest event of each object of one model in a batch, sorted by Stripe id: the rows
+    are locked in one statement (in that order) and written in one, with the same rules as
+    :func:`apply_product` / :func:`apply_price`: an older event than the stored state is
+    stale. An event that needs more than its stored row (no row yet, an event of the same
+    second to check with the API) is handled alone by :func:`_handle`, as outside a batch."""
+    if not events:
+        return []
+    objects = {event.pk: event.payload["data"]["object"] for event in events}
+    rows = {
+        row.stripe_id: row
+        # A price's product comes along (unlocked, as the single path reads it).
+        for row in model.objects.select_for_update(no_key=True, of=("self",))
+        .select_related(*(["product"] if model is Price else []))
+        .filter(stripe_id__in=[obj["id"] for obj in objects.values()])
+        # Byte order, as the batch sorted them: batches lock these rows in the same order.
+        .order_by(Collate("stripe_id", "C"))
+    }
+    ask_stripe = stripe_api.configured()
+    now = _now()
+    results: list[tuple[int, Outcome]] = []
+    written: list = []
+    names: set[str] = set()
+    for event in events:
+        obj, version = objects[event.pk], event.stripe_created
+        row = rows.get(obj["id"])
+        if row is not None and version < row.stripe_version:
+            results.append((event.pk, Outcome(result=f"{label} {obj['id']}: stale.")))
+            continue
+        in_doubt = row is None or (ask_stripe and version == row.stripe_version)
+        fields = None if in_doubt else _batch_fields(row, obj)
+        if row is None or fields is None:
+            results.append((event.pk, _handle(event)))
+            continue
+        changed = [name for name, value in fields.items() if _differs(row, name, value)]
+        for name in changed:
+            setattr(row, name, fields[name])
+        names.update(fields)
+        row.stripe_version = max(version, row.stripe_version)
+        row.synced_at = row.updated_at = now
+        row.source = Source.STRIPE
+        written.append(row)
+        outcome = "updated" if changed else "unchanged"
+        results.append((event.pk, Outcome(result=f"{label} {obj['id']}: {outcome}.")))
+    update_rows(
+        model, written, sorted(names | {"stripe_version", "synced_at", "source", "updated_at"})
+    )
+    return results
+
+
+def _differs(row, name: str, value) -> bool:
+    field = row._meta.get_field(name)
+    if field.is_relation:  # the same row, perhaps another instance
+        return getattr(row, field.attname) != value.pk
+    return getattr(row, name) != value
 
 
 def _checkout_together(events: list[WebhookEvent]) -> Iterable[tuple[int, Outcome]]:
@@ -1386,7 +1464,7 @@ def _checkout_effects(
             ids[name] = value
     changes.set(order, **ids)
     kind = event.type.removeprefix("checkout.session.")
-    step = {"source": EventSource.WEBHOOK, "stripe_event_id": event.stripe_id}
+    step: dict[str, Any] = {"source": EventSource.WEBHOOK, "stripe_event_id": event.stripe_id}
     paid = kind == "async_payment_succeeded" or (
         kind == "completed" and obj.get("payment_status") in ("paid", "no_payment_required")
     )
@@ -1438,17 +1516,19 @@ def _on_checkout_session(event: WebhookEvent, obj: dict) -> Outcome:
 
 
 def _clear_bought_items(orders: list[Order]) -> None:
-    """What was just paid leaves the customers' carts (anything added since stays)."""
-    bought = list(
-        OrderLine.objects.filter(order__in=orders, price__isnull=False)
-        .values_list("order__customer_id", "price_id")
-        .distinct()
+    """What was just paid leaves the customers' carts (anything added since stays): a cart item
+    goes when one of these orders, of the cart's owner, has a line of its price. One statement,
+    run for every batch of Stripe events that pays orders."""
+    sql = (  # table names come from the models, the order ids go as a parameter
+        f"DELETE FROM {CartItem._meta.db_table} AS item"  # noqa: S608
+        f" USING {Cart._meta.db_table} AS cart, {OrderLine._meta.db_table} AS line,"
+        f" {Order._meta.db_table} AS paid"
+        " WHERE paid.id = ANY(%s::bigint[]) AND line.order_id = paid.id"
+        " AND cart.user_id = paid.customer_id AND item.cart_id = cart.id"
+        " AND item.price_id = line.price_id"
     )
-    if bought:
-        match = Q()
-        for customer_id, price_id in bought:
-            match |= Q(cart__user_id=customer_id, price_id=price_id)
-        CartItem.objects.filter(match).delete()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [[order.pk for order in orders]])
 
 
 def _on_refund(event: WebhookEvent, obj: dict) -> Outcome:

@@ -34,6 +34,11 @@ def process_webhook_event(event_id: int) -> str:
 
 # Long enough for tens of thousands of events; a longer backlog continues in the next drain.
 DRAIN_SECONDS = 50
+# A drain that has caught up (its batch was not full) waits this long before taking the next
+# one, so that events arriving a few at a time are processed dozens per transaction rather than
+# one or two, each batch paying its fixed queries: the worker then leaves the CPU to the web
+# processes receiving them, for at most this much added latency.
+CAUGHT_UP_WAIT_SECONDS = 0.05
 
 
 @shared_task(
@@ -53,6 +58,8 @@ def process_webhook_events() -> int:
         if not taken:
             return done
         done += len(taken)
+        if len(taken) < services.BATCH_SIZE:
+            time.sleep(CAUGHT_UP_WAIT_SECONDS)
     process_webhook_events.delay()
     return done
 
