@@ -8,16 +8,19 @@ tests/tickets/test_queries.py). Object access starts from what the user may see:
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import cast
 
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Q, QuerySet, Sum, Window
+from django.db.models.expressions import RawSQL
 from django.http import Http404
 
 from tickets.filters import TicketFilters
 from tickets.models import (
     ACTIVE,
+    ACTIVE_STATUSES,
     CannedReply,
     Category,
     Comment,
@@ -69,9 +72,9 @@ def apply_filters(queryset: QuerySet, filters: TicketFilters) -> QuerySet:
 
 
 def ticket_queue(*, user, filters: TicketFilters) -> QuerySet:
-    """Tickets ``user`` may see, filtered and ordered: the queue page's rows and the list
-    API's results. Slice it for a page; it loads category, requester and assignee in the
-    same query."""
+    """Tickets ``user`` may see, filtered and ordered: the list API's results (the queue page
+    reads the same rows as QueueRows, see ``queue_page``). Slice it for a page; it loads
+    category, requester and assignee in the same query."""
     queryset = Ticket.objects.visible_to(user)
     return (
         apply_filters(queryset, filters)
@@ -104,39 +107,51 @@ def queue_stats(*, filters: TicketFilters) -> dict[str, int]:
 
     Facet-only scopes (status, priority, category, assignee, breach — the cards' usual case)
     are summed from the trigger-kept counters in TicketCount, a few thousand rows whatever
-    the ticket count; scopes with search, tags, requester or dates count the tickets."""
+    the ticket count; scopes with search, tags, requester or dates count the tickets. The
+    query counts per (status, priority, breach), a few dozen rows at most, and the cards are
+    added up here: five filtered aggregates cost more to compile than to run."""
     capped = False
-    total: type[Sum] | type[Count]
+    groups: Iterable[tuple[str, str, bool, int]]
     if filters.facets_only:
-        queryset, n = _facet_counts(filters), "n"
-        total = Sum
+        groups = (
+            _facet_counts(filters)
+            .order_by()
+            .values_list("status", "priority", "sla_breached")
+            .annotate(n=Sum("n"))
+        )
     else:
-        # Counting ``status`` (never null) rather than ``id``: every column the aggregate
-        # reads is in the covering index ticket_active_stats (an index-only scan when active).
-        queryset, n = apply_filters(Ticket.objects.all(), filters), "status"
-        total = Count
+        tickets = apply_filters(Ticket.objects.all(), filters).order_by()
         if filters.search:
             # A common word matches a third of a million tickets; counting them all reads the
             # whole table. The counts stop at SEARCH_COUNT_LIMIT (shown "1,000+"), as search
             # engines do, and the pages with them: nobody pages past 20 pages of hits.
-            queryset = queryset.order_by().values("status", "priority", "sla_breached")[
-                : SEARCH_COUNT_LIMIT + 1
-            ]
+            hits = tickets.values_list("status", "priority", "sla_breached")
+            groups = [(*hit, 1) for hit in hits[: SEARCH_COUNT_LIMIT + 1]]
             capped = True
-    stats = queryset.aggregate(
-        total=total(n),
-        open=total(n, filter=Q(status__in=(Status.NEW, Status.OPEN))),
-        pending=total(n, filter=Q(status=Status.PENDING)),
-        urgent=total(n, filter=ACTIVE & Q(priority=Priority.URGENT)),
-        breached=total(n, filter=ACTIVE & Q(sla_breached=True)),
-    )
-    counts = {key: int(value or 0) for key, value in stats.items()}
+        else:
+            # Counting ``status`` (never null) rather than ``id``: every column the query
+            # reads is in the covering index ticket_active_stats (an index-only scan when
+            # active).
+            groups = tickets.values_list("status", "priority", "sla_breached").annotate(
+                n=Count("status")
+            )
+    counts = dict.fromkeys(("total", "open", "pending", "urgent", "breached"), 0)
+    for status, priority, breached, n in groups:
+        n = int(n or 0)
+        counts["total"] += n
+        if status in (Status.NEW, Status.OPEN):
+            counts["open"] += n
+        elif status == Status.PENDING:
+            counts["pending"] += n
+        if status in ACTIVE_STATUSES:
+            counts["urgent"] += n if priority == Priority.URGENT else 0
+            counts["breached"] += n if breached else 0
     # Over the limit, every figure counts the first SEARCH_COUNT_LIMIT hits only: a lower
     # bound, which the page marks with a "+".
-    counts["capped"] = capped and counts["total"] > SEARCH_COUNT_LIMIT
-    if counts["capped"]:
-        counts["total"] = SEARCH_COUNT_LIMIT
-    return counts
+    stats: dict[str, int] = {**counts, "capped": capped and counts["total"] > SEARCH_COUNT_LIMIT}
+    if stats["capped"]:
+        stats["total"] = SEARCH_COUNT_LIMIT
+    return stats
 
 
 def _facet_counts(filters: TicketFilters) -> QuerySet:
@@ -188,7 +203,7 @@ def page_slice(
 
 @dataclass
 class QueuePage:
-    tickets: list[Ticket]
+    tickets: list[QueueRow]
     stats: dict[str, int]
     number: int
     per_page: int
@@ -218,17 +233,15 @@ class QueuePage:
         return min(self.number * self.per_page, self.count)
 
 
-# What a queue row shows (the staff queue and the customer's list of requests): building 50
-# tickets a page is a good part of the page's time, and it grows with every column loaded.
-QUEUE_ROW_FIELDS = (
+# What a queue row shows (the staff queue and the customer's list of requests). Read as
+# values into plain records, not model instances: building a Ticket and two Users per row
+# was a good part of the queue page's time.
+QUEUE_ROW_COLUMNS = (
     "id",
     "ticket_number",
     "subject",
-    "category",
     "priority",
     "status",
-    "requester",
-    "assignee",
     "tags",
     "created_at",
     "updated_at",
@@ -243,28 +256,139 @@ QUEUE_ROW_FIELDS = (
     "resolution_warn_at",
     "sla_paused_at",
     "needs_assignment",
-    "category__slug",
-    "category__name",
 )
+ROW_PERSON_COLUMNS = USER_FIELDS
+ROW_CATEGORY_COLUMNS = ("id", "slug", "name")
+STATUS_LABELS = dict(Status.choices)
+PRIORITY_LABELS = dict(Priority.choices)
+
+
+@dataclass(frozen=True, slots=True)
+class RowPerson:
+    """A user as a queue row or a thread shows them (the USER_FIELDS; what ``user_label``
+    and ``initials`` read)."""
+
+    pk: int
+    username: str
+    first_name: str
+    last_name: str
+    email: str
+    is_staff: bool
+
+    def get_username(self) -> str:
+        return self.username
+
+    def get_full_name(self) -> str:
+        # As AbstractUser.get_full_name.
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+@dataclass(frozen=True, slots=True)
+class RowCategory:
+    pk: int
+    slug: str
+    name: str
+
+
+@dataclass(slots=True)
+class QueueRow:
+    """One ticket of a queue page: the QUEUE_ROW_COLUMNS, its category, requester and
+    assignee, and the display helpers the templates use on a Ticket."""
+
+    id: int
+    ticket_number: int
+    subject: str
+    priority: str
+    status: str
+    tags: list[str]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    first_responded_at: dt.datetime | None
+    first_response_due_at: dt.datetime | None
+    resolution_due_at: dt.datetime | None
+    next_due_at: dt.datetime | None
+    sla_first_response_warning: bool
+    sla_resolution_warning: bool
+    sla_breached: bool
+    first_response_warn_at: dt.datetime | None
+    resolution_warn_at: dt.datetime | None
+    sla_paused_at: dt.datetime | None
+    needs_assignment: bool
+    category: RowCategory
+    requester: RowPerson
+    assignee: RowPerson | None
+
+    @property
+    def pk(self) -> int:
+        return self.id
+
+    def get_status_display(self) -> str:
+        return STATUS_LABELS.get(self.status, self.status)
+
+    def get_priority_display(self) -> str:
+        return PRIORITY_LABELS.get(self.priority, self.priority)
+
+
+def _queue_rows(values) -> list[QueueRow]:
+    """QueueRows from ``values`` rows (the QUEUE_ROW_COLUMNS, then the category's, the
+    requester's and the assignee's columns); one record per category and person."""
+    n_row, n_cat, n_person = (
+        len(QUEUE_ROW_COLUMNS),
+        len(ROW_CATEGORY_COLUMNS),
+        len(ROW_PERSON_COLUMNS),
+    )
+    categories: dict[int, RowCategory] = {}
+    people: dict[int, RowPerson] = {}
+
+    def person(columns) -> RowPerson:
+        if (found := people.get(columns[0])) is None:
+            found = people[columns[0]] = RowPerson(*columns)
+        return found
+
+    rows = []
+    for row in values:
+        category_columns = row[n_row : n_row + n_cat]
+        if (category := categories.get(category_columns[0])) is None:
+            category = categories[category_columns[0]] = RowCategory(*category_columns)
+        requester = person(row[n_row + n_cat : n_row + n_cat + n_person])
+        assignee_columns = row[n_row + n_cat + n_person :]
+        assignee = person(assignee_columns) if assignee_columns[0] is not None else None
+        rows.append(
+            QueueRow(
+                **dict(zip(QUEUE_ROW_COLUMNS, row[:n_row], strict=True)),
+                category=category,
+                requester=requester,
+                assignee=assignee,
+            )
+        )
+    return rows
 
 
 def queue_page(*, user, filters: TicketFilters, page: int = 1, per_page: int = 50) -> QueuePage:
     """One page of the staff queue with its statistics: two queries, the stats' total
-    serving as the page count. A page past the end shows the last page. The tickets carry
-    the QUEUE_ROW_FIELDS only (no description)."""
+    serving as the page count. A page past the end shows the last page. The tickets are
+    QueueRows (the QUEUE_ROW_COLUMNS, no description)."""
     stats = queue_stats(filters=filters)
     last_page = max(1, -(-stats["total"] // per_page))
     number = min(max(1, page), last_page)
     offset = (number - 1) * per_page
+    values = (
+        apply_filters(Ticket.objects.visible_to(user), filters)
+        .order_by(*filters.order_by)
+        .values_list(
+            *QUEUE_ROW_COLUMNS,
+            *(f"category__{name}" for name in ROW_CATEGORY_COLUMNS),
+            *(f"requester__{name}" for name in ROW_PERSON_COLUMNS),
+            *(f"assignee__{name}" for name in ROW_PERSON_COLUMNS),
+        )
+    )
     rows = page_slice(
-        ticket_queue(user=user, filters=filters).only(
-            *QUEUE_ROW_FIELDS, *_related_user_fields("requester", "assignee")
-        ),
+        values,
         offset,
         offset + per_page,
         id_source=ticket_queue_ids(user=user, filters=filters),
     )
-    return QueuePage(tickets=rows, stats=stats, number=number, per_page=per_page)
+    return QueuePage(tickets=_queue_rows(rows), stats=stats, number=number, per_page=per_page)
 
 
 def ticket_for(user, ticket_id) -> Ticket:
@@ -289,39 +413,80 @@ def ticket_for(user, ticket_id) -> Ticket:
         raise Http404("No such ticket.") from None
 
 
-def comments_for(ticket: Ticket, *, include_internal: bool) -> list[Comment]:
+@dataclass(frozen=True, slots=True)
+class TicketRef:
+    pk: int
+    ticket_number: int
+
+
+@dataclass(slots=True, eq=False)
+class ThreadComment:
+    """A comment as the ticket pages show it (``comments_for``): its columns, its author and,
+    for a comment a merge moved here, the ticket it came from; ``depth`` and ``replies`` place
+    it in the thread."""
+
+    id: int
+    ticket_id: int
+    body: str
+    is_internal: bool
+    parent_id: int | None
+    created_at: dt.datetime
+    merged_from: TicketRef | None
+    author: RowPerson
+    depth: int = 0
+    replies: list[ThreadComment] = field(default_factory=list)
+
+    @property
+    def pk(self) -> int:
+        return self.id
+
+    @property
+    def author_id(self) -> int:
+        return self.author.pk
+
+
+THREAD_COLUMNS = ("id", "ticket_id", "body", "is_internal", "parent_id", "created_at")
+
+
+def comments_for(ticket: Ticket, *, include_internal: bool) -> list[ThreadComment]:
     """The ticket's comments in thread order (depth first, each level oldest first), one
     query. Each comment gets ``depth`` (0 for top level) and ``replies`` (its direct
     replies). A reply whose parent is hidden (an internal note, for a customer) shows at
-    the top level."""
-    queryset = (
-        Comment.objects.filter(ticket_id=ticket.pk)
-        .select_related("author", "merged_from")
-        .only(
-            "id",
-            "ticket_id",
-            "body",
-            "is_internal",
-            "parent_id",
-            "created_at",
-            "merged_from__id",
-            "merged_from__ticket_number",
-            *_related_user_fields("author"),
-        )
-        .order_by("created_at", "id")
-    )
+    the top level.
+
+    Read as values into ThreadComments, one RowPerson per author: a long thread has a few
+    authors, and building a Comment and a User per row was most of the ticket's read time."""
+    queryset = Comment.objects.filter(ticket_id=ticket.pk)
     if not include_internal:
         queryset = queryset.filter(is_internal=False)
-    comments = list(queryset)
+    values = queryset.order_by("created_at", "id").values_list(
+        *THREAD_COLUMNS,
+        "merged_from_id",
+        "merged_from__ticket_number",
+        *(f"author__{name}" for name in USER_FIELDS),
+    )
+    n = len(THREAD_COLUMNS)
+    authors: dict[int, RowPerson] = {}
+    comments: list[ThreadComment] = []
+    for row in values:
+        author_columns = row[n + 2 :]
+        if (author := authors.get(author_columns[0])) is None:
+            author = authors[author_columns[0]] = RowPerson(*author_columns)
+        merged_from = TicketRef(row[n], row[n + 1]) if row[n] is not None else None
+        comments.append(
+            ThreadComment(
+                **dict(zip(THREAD_COLUMNS, row[:n], strict=True)),
+                merged_from=merged_from,
+                author=author,
+            )
+        )
     by_id = {comment.pk: comment for comment in comments}
-    roots: list[Comment] = []
-    for comment in comments:
-        comment.replies = []
+    roots: list[ThreadComment] = []
     for comment in comments:
         parent = by_id.get(comment.parent_id) if comment.parent_id else None
         (parent.replies if parent is not None else roots).append(comment)
 
-    ordered: list[Comment] = []
+    ordered: list[ThreadComment] = []
     stack = [(root, 0) for root in reversed(roots)]
     while stack:
         comment, depth = stack.pop()
@@ -393,20 +558,31 @@ def category_ids_by_slug() -> dict[str, int]:
     return dict(Category.objects.order_by("position", "name").values_list("slug", "id"))
 
 
+# Holders of tickets.change_ticket, directly or through a group. Written as SQL, as
+# tickets/assignment.py's candidates are: the ORM's version joined nine tables, and compiling
+# and planning it cost several times what running it did, on every queue and ticket page.
+_CHANGE_TICKET_HOLDERS = """
+    SELECT up.user_id FROM auth_user_user_permissions up WHERE up.permission_id IN (
+        SELECT p.id FROM auth_permission p JOIN django_content_type ct ON ct.id = p.content_type_id
+         WHERE p.codename = 'change_ticket' AND ct.app_label = 'tickets')
+    UNION
+    SELECT ug.user_id FROM auth_user_groups ug
+      JOIN auth_group_permissions gp ON gp.group_id = ug.group_id
+     WHERE gp.permission_id IN (
+        SELECT p.id FROM auth_permission p JOIN django_content_type ct ON ct.id = p.content_type_id
+         WHERE p.codename = 'change_ticket' AND ct.app_label = 'tickets')
+"""
+
+
 def assignable_agents() -> QuerySet:
     """Active staff who may work tickets (hold ``tickets.change_ticket`` directly, through a
     group, or as superusers): the assignee picker and the assignee check."""
-    direct = Q(
-        user_permissions__codename="change_ticket",
-        user_permissions__content_type__app_label="tickets",
-    )
-    via_group = Q(
-        groups__permissions__codename="change_ticket",
-        groups__permissions__content_type__app_label="tickets",
-    )
-    candidates = User.objects.filter(Q(is_superuser=True) | direct | via_group).values("pk")
     return (
-        User.objects.filter(is_active=True, is_staff=True, pk__in=candidates)
+        User.objects.filter(
+            Q(is_superuser=True) | Q(pk__in=RawSQL(_CHANGE_TICKET_HOLDERS, ())),  # noqa: S611 - constant SQL
+            is_active=True,
+            is_staff=True,
+        )
         .only(*USER_FIELDS)
         .order_by("first_name", "last_name", "username")
     )

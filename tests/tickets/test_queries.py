@@ -7,6 +7,7 @@ import io
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.http import Http404, QueryDict
@@ -416,6 +417,10 @@ def test_queue_page_is_two_queries_whatever_the_size(make_ticket, agent, django_
     with django_assert_num_queries(2):
         page = queries.queue_page(user=agent, filters=filters, per_page=2)
         assert [t.assignee.pk for t in page.tickets] == [agent.pk] * 2
+        # Rows are records, one per person and category: nothing loads on access.
+        first, second = page.tickets
+        assert first.assignee is second.assignee and first.category is second.category
+        assert first.requester.email and first.category.name
     for _ in range(12):
         make_ticket()
     with django_assert_num_queries(2):
@@ -466,6 +471,27 @@ def test_comments_come_threaded_in_one_query(
         (reply_to_note.pk, 0),
         (later.pk, 0),
     ]
+
+
+def test_thread_comments_carry_author_and_merge_origin(make_ticket, agent, customer):
+    target = make_ticket(subject="Kept")
+    duplicate = make_ticket(subject="Duplicate")
+    services.add_comment(actor=customer, ticket=duplicate, body="Also on the duplicate")
+    services.add_comment(actor=agent, ticket=target, body="Looking")
+    services.add_comment(actor=agent, ticket=target, body="Note", is_internal=True)
+    services.merge_tickets(actor=agent, source=duplicate, target=target)
+    comments = queries.comments_for(target, include_internal=True)
+    moved = [c for c in comments if c.merged_from is not None]
+    assert moved and {c.merged_from.ticket_number for c in moved} == {duplicate.ticket_number}
+    assert {c.merged_from.pk for c in moved} == {duplicate.pk}
+    by_author = {c.author_id: c.author for c in comments}
+    assert by_author[agent.pk].is_staff and not by_author[customer.pk].is_staff
+    assert by_author[agent.pk].get_full_name() == agent.get_full_name()
+    # One record per author, however many comments they wrote.
+    agents = [c.author for c in comments if c.author_id == agent.pk]
+    assert len(agents) == 2 and agents[0] is agents[1]
+    assert all(c.ticket_id == target.pk for c in comments)
+    assert [c.is_internal for c in comments if c.body == "Note"] == [True]
 
 
 def test_two_hundred_comments_are_still_one_query(
@@ -524,9 +550,16 @@ def test_assignable_agents_are_staff_who_work_tickets(agent, lead, ops, admin_us
     inactive = StaffFactory(role=roles.SUPPORT_AGENT)
     inactive.is_active = False
     inactive.save(update_fields=["is_active"])
+    # Ops read tickets; one holds change_ticket directly, another another change permission.
+    direct, other = StaffFactory(role=roles.OPS), StaffFactory(role=roles.OPS)
+    tickets_perms = Permission.objects.filter(content_type__app_label="tickets")
+    direct.user_permissions.add(tickets_perms.get(codename="change_ticket"))
+    other.user_permissions.add(tickets_perms.get(codename="change_comment"))
     found = set(queries.assignable_agents())
-    assert {agent, lead, admin_user} <= found
-    assert not {ops, customer, inactive} & found
+    assert {agent, lead, admin_user, direct} <= found
+    assert not {ops, customer, inactive, other} & found
+    # Still a queryset callers narrow (forms, routing).
+    assert list(queries.assignable_agents().filter(pk=direct.pk)) == [direct]
 
 
 def test_saved_views_start_with_the_builtin_ones(agent, agent2):

@@ -109,6 +109,42 @@ def test_queue_rows_give_the_markup_of_the_template_loop(make_ticket, agent, tri
     assert "<script>" not in got
 
 
+# The sortable column header as the queue template included it before tickets_ui.sort_header.
+SORT_HEADER_INCLUDE = """{% load tickets_ui %}{% if ordering == first %}{% if first == asc %}{% queue_query params ordering=desc page='' as query %}{% else %}{% queue_query params ordering=asc page='' as query %}{% endif %}{% else %}{% queue_query params ordering=first page='' as query %}{% endif %}<th class="sortable {{ css|default:'' }}"{% if ordering == asc %} aria-sort="ascending"{% elif ordering == desc %} aria-sort="descending"{% endif %}><a class="sort-link" href="{{ queue_url }}{{ query }}" hx-get="{{ queue_url }}{{ query }}">{{ label }}<span class="sort-mark" aria-hidden="true">{% if ordering == asc %}↑{% elif ordering == desc %}↓{% else %}↕{% endif %}</span></a></th>
+"""
+
+
+@pytest.mark.parametrize(
+    ("label", "asc", "desc", "first", "css"),
+    [
+        ("#", "createdAt", "-createdAt", "-createdAt", "col-num"),
+        ("Priority", "priority", "-priority", "-priority", ""),
+        ("SLA", "nextDueAt", "-nextDueAt", "nextDueAt", ""),
+        ("<b>&", "updatedAt", "-updatedAt", "-updatedAt", 'x"y'),
+    ],
+)
+@pytest.mark.parametrize("ordering", ["-priority", "priority", "nextDueAt", "-nextDueAt", "x"])
+def test_sort_header_gives_the_markup_of_the_include(label, asc, desc, first, css, ordering):
+    context = {
+        "params": {"status": "open", "search": 'a&b "c"', "page": "3", "ordering": ordering},
+        "ordering": ordering,
+        "queue_url": "/admin/support/",
+    }
+    expected = _render(
+        SORT_HEADER_INCLUDE, label=label, asc=asc, desc=desc, first=first, css=css, **context
+    )
+    got = _render(
+        "{% load tickets_ui %}{% sort_header label asc=asc desc=desc first=first css=css %}",
+        label=label,
+        asc=asc,
+        desc=desc,
+        first=first,
+        css=css,
+        **context,
+    )
+    assert got == expected
+
+
 def test_comment_thread_gives_the_markup_of_the_template_loop(
     make_ticket, agent, tricky_agent, customer
 ):
