@@ -9,7 +9,8 @@ set with ``seed_demo --tickets 1000000`` (bulk SQL, several minutes); later runs
     .venv/bin/python bench/bench_tickets.py [--requests 50] [--tickets 1000000] [--explain]
 
 Measures server time in this process through Django's test client (middleware, view,
-queries, rendering; no network) and prints median / p95 per request with the SQL query count:
+queries, rendering; no network), with production settings (DEBUG off, static files collected,
+HTTPS), and prints median / p95 per request with the SQL query count:
 
 * the queue as the queue page loads it (statistics + 50 rows): the default view and others;
   the page itself, /admin/support/, when it exists;
@@ -162,6 +163,10 @@ def main() -> int:
     os.environ["DATABASE_URL"] = url
     # One connection for the whole run (the CPU figures follow its PostgreSQL backend).
     os.environ["CONN_MAX_AGE"] = "86400"
+    # As in production: DEBUG off (no per-query log, no template debug data), static files
+    # collected (their hashed names come from the manifest), requests over HTTPS.
+    os.environ["DEBUG"] = "false"
+    os.environ.setdefault("SECRET_KEY", "bench-only-" + "k" * 40)
 
     import django
 
@@ -180,8 +185,15 @@ def main() -> int:
     from tickets.filters import parse_filters
     from tickets.models import Ticket
 
+    class HttpsClient(Client):
+        """Every request over HTTPS, as production serves them (DEBUG off redirects HTTP)."""
+
+        def generic(self, *args, **kwargs):
+            return super().generic(*args, **{**kwargs, "secure": True})
+
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
     call_command("migrate", verbosity=0, interactive=False)
+    call_command("collectstatic", verbosity=0, interactive=False)
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM tickets_ticket")
         have = cursor.fetchone()[0]
@@ -214,7 +226,7 @@ def main() -> int:
     agent = user_model.objects.get(username="agent")
     _token, raw_token = console_services.create_api_token(actor=agent, user=agent, name="bench")
     auth = {"HTTP_AUTHORIZATION": f"Bearer {raw_token}"}
-    client = Client()
+    client = HttpsClient()
     client.force_login(agent)
 
     long_ticket_id = (
@@ -309,7 +321,7 @@ def main() -> int:
 
     if "api" in sections:
         print("\nList API (Bearer token, 50 per page)")
-        api = Client()
+        api = HttpsClient()
         for query, label in (
             ("", "default: every status, newest first"),
             ("?status=active&ordering=-priority", "active, most urgent first"),
