@@ -131,6 +131,14 @@ URL_MATRIX: list[Access] = [
     # Merging a duplicate works tickets (change_ticket: not Ops); pages of a real ticket are in
     # tests/tickets/test_merge_view.py. Canned replies: every staff role reads them, Support
     # Leads and Admins keep them (tests/tickets/test_canned_replies_view.py for a real one).
+    # A customer's support plan, set from the ticket page's customer card.
+    Access(
+        "/admin/support/999999/customer-tier/",
+        {"admin", "lead"},
+        method="post",
+        data={"tier": "business"},
+        status=404,
+    ),
     Access("/admin/support/999999/merge/", STAFF - {"ops"}, status=404),
     Access(
         "/admin/support/999999/merge/",
@@ -212,7 +220,9 @@ URL_MATRIX: list[Access] = [
     # Shop, customer side: the catalogue and the cart are open to anonymous visitors (their cart
     # joins their account at sign-in); checkout and orders need a customer. Staff are sent to
     # the console's page for the same thing.
-    Access("/shop/", {"customer", "anonymous"}, expect=dict.fromkeys(STAFF, "/admin/shop/catalogue/")),
+    Access(
+        "/shop/", {"customer", "anonymous"}, expect=dict.fromkeys(STAFF, "/admin/shop/catalogue/")
+    ),
     Access("/shop/cart/", {"customer", "anonymous"}, expect=dict.fromkeys(STAFF, "/admin/shop/")),
     Access(
         "/shop/cart/add/",

@@ -144,6 +144,16 @@ class StatusForm(forms.Form):
     )
 
 
+class TierForm(forms.Form):
+    tier = forms.ChoiceField(
+        choices=CustomerTier.choices,
+        error_messages={
+            "required": "Choose a support plan.",
+            **_choice_error("tier", CustomerTier.values),
+        },
+    )
+
+
 class UpdateForm(forms.Form):
     """Priority and/or category; a field left out is left as it is."""
 

@@ -16,6 +16,7 @@ urlpatterns = [
     path("<int:pk>/assign/", views.assign, name="assign"),
     path("<int:pk>/status/", views.change_status, name="status"),
     path("<int:pk>/update/", views.update, name="update"),
+    path("<int:pk>/customer-tier/", views.customer_tier, name="customer-tier"),
     path("<int:pk>/presence/", views.ticket_presence, name="presence"),
     # SLA engine and automatic assignment (tickets/sla_views.py).
     path("sla/", sla_views.sla_report, name="sla-report"),

@@ -40,9 +40,10 @@ from tickets.forms import (
     CommentForm,
     SavedViewForm,
     StatusForm,
+    TierForm,
     UpdateForm,
 )
-from tickets.models import Priority, Status
+from tickets.models import CustomerTier, Priority, Status
 
 VIEW = "tickets.view_ticket"
 WORK = "tickets.change_ticket"
@@ -53,6 +54,7 @@ SAVE_VIEWS = "tickets.add_savedview"
 EDIT_VIEWS = "tickets.change_savedview"
 IMPERSONATE = "impersonation.impersonate"
 IMPERSONATE_URL = "/admin/impersonation/start"
+SET_TIER = "tickets.change_customerprofile"
 READ_AUDIT = "audit.view_auditentry"
 
 PER_PAGE = 50
@@ -451,6 +453,7 @@ def _ticket_page(request, ticket, *, status=200, form=None, action_error=None):
         **queries.customer_context(ticket),
         "impersonate_url": IMPERSONATE_URL if impersonate else None,
         "history_url": _history_url(ticket.requester, user),
+        "tier_choices": CustomerTier.choices if user.has_perm(SET_TIER) else None,
         "reply_parent": next(
             (c for c in conversation["comments"] if str(c.pk) == parent_id),
             None,
@@ -565,6 +568,29 @@ def change_status(request, pk):
         ticket,
         lambda: services.change_status(actor=request.user, ticket=ticket, status=status),
         done=done,
+    )
+
+
+@require_POST
+@permission_required(VIEW, SET_TIER)
+def customer_tier(request, pk):
+    """The support plan of the ticket's customer (it picks the SLA policies of their next
+    tickets), set from the customer card."""
+    ticket = queries.ticket_for(request.user, pk)
+    form = TierForm(request.POST)
+    if not form.is_valid():
+        return _invalid(request, ticket, form)
+    tier = form.cleaned_data["tier"]
+
+    def run():
+        services.set_customer_tier(actor=request.user, customer=ticket.requester, tier=tier)
+        return ticket
+
+    return _act(
+        request,
+        ticket,
+        run,
+        done=f"{user_label(ticket.requester)} is now on the {CustomerTier(tier).label} plan.",
     )
 
 

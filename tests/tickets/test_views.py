@@ -889,6 +889,38 @@ def test_impersonate_form_appears_only_once_the_start_url_exists(
     assert 'data-testid="impersonate-form"' not in html(client.get(f"/admin/support/{ticket.pk}/"))
 
 
+def test_leads_set_the_customers_support_plan_from_the_customer_card(
+    client, agent, lead, make_ticket
+):
+    from tickets.models import CustomerProfile
+
+    ticket = make_ticket()
+    url = f"/admin/support/{ticket.pk}/customer-tier/"
+    client.force_login(agent)
+    page = html(client.get(f"/admin/support/{ticket.pk}/"))
+    assert 'data-testid="tier-form"' not in page and "tier-chip tier-standard" in page
+    assert client.post(url, {"tier": "enterprise"}).status_code == 403
+
+    client.force_login(lead)
+    page = html(client.get(f"/admin/support/{ticket.pk}/"))
+    form = re.search(r'<form[^>]*data-testid="tier-form".*?</form>', page, re.S).group(0)
+    assert f'action="{url}"' in form and '<option value="standard" selected>' in form
+    response = client.post(url, {"tier": "enterprise"})
+    assert response.status_code == 303 and response["Location"] == f"/admin/support/{ticket.pk}/"
+    assert CustomerProfile.objects.get(user=ticket.requester).tier == "enterprise"
+    entry = AuditEntry.objects.get(event="customer.tier_changed")
+    assert entry.actor_id == lead.pk and entry.changes == {"tier": ["standard", "enterprise"]}
+    page = html(client.get(f"/admin/support/{ticket.pk}/"))
+    assert "is now on the Enterprise plan." in page
+    assert '<option value="enterprise" selected>' in page
+
+    bad = client.post(url, {"tier": "platinum"})
+    assert bad.status_code == 400
+    assert "standard, business, enterprise" in html(bad)
+    assert CustomerProfile.objects.get(user=ticket.requester).tier == "enterprise"
+    assert AuditEntry.objects.filter(event="customer.tier_changed").count() == 1
+
+
 def test_audit_history_links_show_to_those_who_read_the_audit_trail(
     client, agent, lead, make_ticket
 ):
