@@ -243,9 +243,10 @@ def build_events(n: int, duplicates: float, orders, prices, products) -> tuple[l
     return events, completed
 
 
-def _in_processes(processes: int, target, chunks: list) -> float:
-    """Run ``target(chunk, start_event)`` in ``processes`` forked processes (as gunicorn or
-    Celery prefork children would), released together; returns the wall time."""
+def _released_together(target, chunks: list) -> tuple[list, float]:
+    """Start ``target(chunk, start_event)`` in one forked process per chunk (as gunicorn or
+    Celery prefork children would) and release them together; returns the children and the
+    moment they were released (time.perf_counter)."""
     import multiprocessing
 
     from django.db import connections
@@ -253,14 +254,19 @@ def _in_processes(processes: int, target, chunks: list) -> float:
     connections.close_all()  # each child opens its own connection
     context = multiprocessing.get_context("fork")
     start_event = context.Event()
-    children = [
-        context.Process(target=target, args=(chunk, start_event)) for chunk in chunks[:processes]
-    ]
+    children = [context.Process(target=target, args=(chunk, start_event)) for chunk in chunks]
     for child in children:
         child.start()
     time.sleep(0.5)  # let every child finish starting before the clock runs
     started = time.perf_counter()
     start_event.set()
+    return children, started
+
+
+def _in_processes(processes: int, target, chunks: list) -> float:
+    """Run ``target(chunk, start_event)`` in ``processes`` processes released together;
+    returns the wall time."""
+    children, started = _released_together(target, chunks[:processes])
     for child in children:
         child.join()
     return time.perf_counter() - started
@@ -335,25 +341,13 @@ def store_and_process(events: list[dict], processes: int, worker) -> tuple[float
     """Deliveries from the senders while the worker processes what they queue; returns
     (seconds until every delivery was answered, seconds until no stored event was left
     unprocessed), both from the first POST."""
-    import multiprocessing
-
-    from django.db import connections
 
     from shop.models import WebhookEvent, WebhookStatus
 
     bodies = [json.dumps(e).encode() for e in events]
-    connections.close_all()
-    context = multiprocessing.get_context("fork")
-    start_event = context.Event()
-    senders = [
-        context.Process(target=_post_chunk, args=(bodies[i::processes], start_event))
-        for i in range(processes)
-    ]
-    for child in senders:
-        child.start()
-    time.sleep(0.5)  # let every child finish starting before the clock runs
-    started = time.perf_counter()
-    start_event.set()
+    senders, started = _released_together(
+        _post_chunk, [bodies[i::processes] for i in range(processes)]
+    )
     for child in senders:
         child.join()
     stored_at = time.perf_counter() - started
