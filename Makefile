@@ -3,7 +3,7 @@
 #   make run     serve the console at http://$(HOST):$(PORT)/admin/ with a Celery worker and
 #                beat; Ctrl-C stops everything, the embedded servers included
 #   make test    lint, then the whole test suite
-#   make bench   every benchmark in bench/
+#   make bench   every benchmark in bench/ (bench/bench_*.py)
 #
 # Each bootstraps .venv first. With DATABASE_URL / REDIS_URL unset, a project-local PostgreSQL
 # and Redis under .devdata/ are started for the command and stopped after it, unless they were
@@ -73,11 +73,11 @@ test: bootstrap chromium ## lint and type-check, then the whole test suite (PYTE
 	mypy
 	$(WITH_SERVICES) pytest $(PYTEST_ARGS)
 
-bench: bootstrap ## run every bench/*.py against the development database
+bench: bootstrap ## run every bench/bench_*.py against the development database
 	@$(WITH_SERVICES) bash -c 'set -uo pipefail; shopt -s nullglob; \
 		python manage.py migrate --no-input >/dev/null || exit 1; \
 		failed=(); \
-		for script in bench/*.py; do \
+		for script in bench/bench_*.py; do \
 			echo "== $$script"; \
 			python "$$script" || failed+=("$$script"); \
 			echo; \

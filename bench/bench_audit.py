@@ -30,6 +30,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from common import bench_database_url
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
@@ -48,16 +50,6 @@ def log(message: str) -> None:
 
 
 # --- database -------------------------------------------------------------------------------
-
-
-def bench_database_url(name: str) -> str:
-    base = os.environ.get("DATABASE_URL")
-    if not base:
-        from adminsite import devservices
-
-        base = devservices.ensure_postgres()
-    parts = urlsplit(base)
-    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 def admin_dsn(url: str) -> str:

@@ -22,7 +22,10 @@ import sys
 import time
 from pathlib import Path
 
+from common import percentile
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "adminsite.settings")
 
 import django  # noqa: E402
@@ -36,13 +39,6 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 URL = "/admin/"
 USERNAME = "bench-admin"
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile of a non-empty list."""
-    ordered = sorted(values)
-    rank = max(1, round(fraction * len(ordered) + 0.5))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 def bench_user():

@@ -50,36 +50,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+
+from common import bench_database_url, ensure_database
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "adminsite.settings")
 
 BENCH_DATABASE = "adminsite_bench_webhooks"
 SECRET = "whsec_bench_0d5e"  # noqa: S105 - the benchmark signs and checks its own events
-
-
-def bench_database_url(name: str) -> str:
-    base = os.environ.get("DATABASE_URL", "")
-    if not base:
-        from adminsite import devservices
-
-        base = devservices.ensure_postgres()
-    parts = urlsplit(base)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def ensure_database(url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
-            print(f"created database {name}")
 
 
 def sign(payload: bytes, timestamp: int) -> str:
