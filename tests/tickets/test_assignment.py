@@ -150,7 +150,13 @@ def test_routing_needs_a_team_and_a_known_strategy(lead, categories):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_parallel_creates_never_push_an_agent_past_the_cap(categories):
+def test_parallel_creates_never_push_an_agent_past_the_cap(categories, monkeypatch):
+    from adminsite.celery import app
+
+    # The creations' emails are sent in this process, after each commit: queued, a session
+    # worker could still be sending them, with rows locked, while the database is flushed
+    # after the test (a deadlock at teardown).
+    monkeypatch.setitem(app.conf, "task_always_eager", True)
     lead = StaffFactory(role=roles.SUPPORT_LEAD)
     agents = [StaffFactory(role=roles.SUPPORT_AGENT) for _ in range(2)]
     team = services.create_team(actor=lead, name="Race team", members=agents)
