@@ -196,6 +196,9 @@ def test_run_stops_the_command_and_the_servers_when_interrupted(devdata, deliver
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # As from a terminal: a shell's background job (CI started with `&`) inherits SIGINT
+        # ignored, and Ctrl-C would then never reach the command.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
     )
     try:
         _database_url, redis_url = proc.stdout.readline().split()  # the command is up
@@ -205,6 +208,7 @@ def test_run_stops_the_command_and_the_servers_when_interrupted(devdata, deliver
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+            cli(devdata, "stop")  # so the next tests start from stopped servers
 
     assert code == expected_code
     assert "PostgreSQL stopped" in proc.stderr.read()
