@@ -18,6 +18,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.db import connection
 
+from adminsite.prepared import Statement
 from tickets.models import ACTIVE_STATUSES, AssignmentStrategy, Category
 
 User = get_user_model()
@@ -45,8 +46,11 @@ USER_COLUMNS = ("id", "username", "first_name", "last_name", "email", "is_staff"
 
 # The candidates of one routing decision, locked in primary-key order. Written as SQL rather
 # than a queryset: compiling the equivalent ORM query cost more than running it, and this
-# runs for every ticket created in a routed category.
-_CANDIDATES = f"""
+# runs for every ticket created in a routed category (prepared once per connection, as
+# planning it cost more than running it too).
+_CANDIDATES = Statement(
+    "tickets_route_candidates",
+    f"""
     WITH change_ticket AS (
         SELECT p.id FROM auth_permission p
           JOIN django_content_type ct ON ct.id = p.content_type_id
@@ -56,12 +60,14 @@ _CANDIDATES = f"""
            {", ".join(f"u.{c}" for c in USER_COLUMNS)}
       FROM tickets_agentprofile a
       JOIN auth_user u ON u.id = a.user_id
-      JOIN tickets_supportteam_members m ON m.user_id = a.user_id AND m.supportteam_id = %s
-     WHERE a.is_available AND u.is_active AND u.is_staff AND a.user_id <> %s
+      JOIN tickets_supportteam_members m ON m.user_id = a.user_id AND m.supportteam_id = %(team)s
+     WHERE a.is_available AND u.is_active AND u.is_staff AND a.user_id <> %(exclude)s
        AND {_WORKS_TICKETS}
      ORDER BY a.id
        FOR UPDATE OF a
-"""  # noqa: S608 - constants only; the team and user ids are bound parameters
+""",  # noqa: S608 - constants only; the team and user ids are bound parameters
+    [("team", "bigint"), ("exclude", "bigint")],
+)
 
 
 def open_loads(user_ids) -> dict[int, int]:
@@ -87,7 +93,9 @@ def open_loads(user_ids) -> dict[int, int]:
 # READ COMMITTED takes a snapshot per statement, and the previous holder of the locks
 # committed before releasing them. Counting in the locking statement instead would count
 # from a snapshot taken before the wait, and could push an agent past the cap.
-_CHOOSE = """
+_CHOOSE = Statement(
+    "tickets_route_choose",
+    """
     WITH loads AS (
         SELECT assignee_key, sum(n) AS n FROM tickets_ticketcount
          WHERE status = ANY(%(statuses)s) AND assignee_key = ANY(%(users)s)
@@ -103,7 +111,15 @@ _CHOOSE = """
     UPDATE tickets_agentprofile a SET last_assigned_at = %(now)s
       FROM chosen WHERE a.id = chosen.id
     RETURNING a.user_id
-"""
+""",
+    [
+        ("statuses", "text[]"),
+        ("users", "bigint[]"),
+        ("profiles", "bigint[]"),
+        ("least_load", "boolean"),
+        ("now", "timestamptz"),
+    ],
+)
 
 
 def pick_agent(*, category: Category, now, exclude_user_id: int | None = None):
@@ -112,13 +128,13 @@ def pick_agent(*, category: Category, now, exclude_user_id: int | None = None):
     if not routes(category):
         return None
     with connection.cursor() as cursor:
-        cursor.execute(_CANDIDATES, [category.team_id, exclude_user_id or 0])
+        _CANDIDATES.execute(cursor, {"team": category.team_id, "exclude": exclude_user_id or 0})
         # (profile id, cap, last routed, user id, ...user columns)
         rows = cursor.fetchall()
         if not rows:
             return None
-        cursor.execute(
-            _CHOOSE,
+        _CHOOSE.execute(
+            cursor,
             {
                 "statuses": list(ACTIVE_STATUSES),
                 "users": [row[3] for row in rows],

@@ -26,6 +26,7 @@ from django.db.models import F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from adminsite.prepared import Statement
 from adminsite.users import user_label
 from audit.services import record
 from tickets import assignment, emails, sla, tasks
@@ -114,7 +115,9 @@ def _event(ticket: Ticket, kind: str, *, actor, from_value="", to_value="", at=N
 # entry (no actor: the system) and the ticket row. The change is in the audit trail as the
 # ticket.assigned event; the model's field diff would say the same again at the cost of
 # rereading the ticket, so the row is written without one.
-_ROUTED_ASSIGNMENT = """
+_ROUTED_ASSIGNMENT = Statement(
+    "tickets_routed_assignment",
+    """
     WITH event AS (
         INSERT INTO tickets_ticketevent (ticket_id, kind, from_value, to_value, actor_id, created_at)
         VALUES (%(ticket)s, %(kind)s, %(from_value)s, %(to_value)s, NULL, %(at)s)
@@ -126,13 +129,24 @@ _ROUTED_ASSIGNMENT = """
          WHERE id = %(ticket)s
     )
     SELECT id FROM event
-"""
+""",
+    [
+        ("ticket", "bigint"),
+        ("kind", "text"),
+        ("from_value", "text"),
+        ("to_value", "text"),
+        ("at", "timestamptz"),
+        ("assignee", "bigint"),
+        ("auto_assigned", "boolean"),
+        ("needs_assignment", "boolean"),
+    ],
+)
 
 
 def _write_routed_assignment(ticket: Ticket, *, from_label: str, to_label: str) -> int:
     with connection.cursor() as cursor:
-        cursor.execute(
-            _ROUTED_ASSIGNMENT,
+        _ROUTED_ASSIGNMENT.execute(
+            cursor,
             {
                 "ticket": ticket.pk,
                 "kind": EventKind.ASSIGNEE.value,
