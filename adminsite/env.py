@@ -26,7 +26,9 @@ def get_bool(name: str, *, default: bool) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ImproperlyConfiguredError(f"{name} must be a boolean (true/false, 1/0, yes/no), got {raw!r}")
+    raise ImproperlyConfiguredError(
+        f"{name} must be a boolean (true/false, 1/0, yes/no), got {raw!r}"
+    )
 
 
 def get_int(name: str, *, default: int) -> int:

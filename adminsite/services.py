@@ -19,8 +19,15 @@ from audit.services import record
 def create_api_token(*, actor, user, name: str = "") -> tuple[ApiToken, str]:
     """Create a token for ``user``; returns the row and the raw token (shown once, never stored)."""
     raw = ApiToken.generate()
-    token = ApiToken.objects.create(user=user, name=name, prefix=raw[:12], token_hash=hash_token(raw))
-    record("api_token.created", target=token, data={"user_id": user.pk, "name": name, "prefix": token.prefix}, actor=actor)
+    token = ApiToken.objects.create(
+        user=user, name=name, prefix=raw[:12], token_hash=hash_token(raw)
+    )
+    record(
+        "api_token.created",
+        target=token,
+        data={"user_id": user.pk, "name": name, "prefix": token.prefix},
+        actor=actor,
+    )
     return token, raw
 
 
@@ -29,7 +36,12 @@ def revoke_api_token(*, actor, token: ApiToken) -> ApiToken:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
-        record("api_token.revoked", target=token, data={"user_id": token.user_id, "prefix": token.prefix}, actor=actor)
+        record(
+            "api_token.revoked",
+            target=token,
+            data={"user_id": token.user_id, "prefix": token.prefix},
+            actor=actor,
+        )
     return token
 
 

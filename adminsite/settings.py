@@ -27,7 +27,9 @@ if not SECRET_KEY:
         raise env.ImproperlyConfiguredError("SECRET_KEY must be set when DEBUG is off")
     SECRET_KEY = "dev-insecure-" + "x" * 50  # noqa: S105 - development default only
 
-ALLOWED_HOSTS = env.get_list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+ALLOWED_HOSTS = env.get_list(
+    "ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"]
+)
 CSRF_TRUSTED_ORIGINS = env.get_list("CSRF_TRUSTED_ORIGINS", default=[])
 # How many reverse proxies in front of us append to X-Forwarded-For; 0 trusts none of it.
 TRUSTED_PROXY_COUNT = env.get_int("TRUSTED_PROXY_COUNT", default=0)
@@ -44,7 +46,11 @@ if not DATABASE_URL or not REDIS_URL:
     DATABASE_URL = DATABASE_URL or devservices.ensure_postgres()
     REDIS_URL = REDIS_URL or devservices.ensure_redis()
 
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env.get_int("CONN_MAX_AGE", default=60))}
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL, conn_max_age=env.get_int("CONN_MAX_AGE", default=60)
+    )
+}
 DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["TEST"] = {"NAME": env.get_str("TEST_DATABASE_NAME", default="test_adminsite")}
@@ -52,7 +58,9 @@ DATABASES["default"]["TEST"] = {"NAME": env.get_str("TEST_DATABASE_NAME", defaul
 # Every key this project puts in Redis (Celery queues, cache) starts with this prefix, so several
 # deployments can share one Redis. Each test process (pytest-xdist worker included) gets its own,
 # so parallel test runs never consume each other's tasks.
-_TEST_RUN = "_".join(filter(None, [DATABASES["default"]["TEST"]["NAME"], os.environ.get("PYTEST_XDIST_WORKER")]))
+_TEST_RUN = "_".join(
+    filter(None, [DATABASES["default"]["TEST"]["NAME"], os.environ.get("PYTEST_XDIST_WORKER")])
+)
 REDIS_KEY_PREFIX = env.get_str("REDIS_KEY_PREFIX", default=f"{_TEST_RUN}:" if TESTING else "")
 
 CACHES = {
@@ -197,7 +205,10 @@ CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"],
         "script-src": ["'self'", NONCE, "'unsafe-eval'"],  # plotly.js needs eval for some traces
-        "style-src": ["'self'", "'unsafe-inline'"],  # plotly.js and htmx indicators set inline styles
+        "style-src": [
+            "'self'",
+            "'unsafe-inline'",
+        ],  # plotly.js and htmx indicators set inline styles
         "img-src": ["'self'", "data:"],
         "font-src": ["'self'", "data:"],
         "connect-src": ["'self'"],
@@ -219,7 +230,9 @@ if EMAIL_URL:
 else:
     EMAIL_BACKEND = env.get_str(
         "EMAIL_BACKEND",
-        default="django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+        default="django.core.mail.backends.console.EmailBackend"
+        if DEBUG
+        else "django.core.mail.backends.smtp.EmailBackend",
     )
     EMAIL_HOST = env.get_str("EMAIL_HOST", default="localhost")
     EMAIL_PORT = env.get_int("EMAIL_PORT", default=25)
@@ -228,7 +241,9 @@ else:
     EMAIL_USE_TLS = env.get_bool("EMAIL_USE_TLS", default=False)
     EMAIL_USE_SSL = env.get_bool("EMAIL_USE_SSL", default=False)
 EMAIL_TIMEOUT = env.get_int("EMAIL_TIMEOUT", default=10)
-DEFAULT_FROM_EMAIL = env.get_str("DEFAULT_FROM_EMAIL", default="Adminsite <support@adminsite.local>")
+DEFAULT_FROM_EMAIL = env.get_str(
+    "DEFAULT_FROM_EMAIL", default="Adminsite <support@adminsite.local>"
+)
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 SITE_URL = env.get_str("SITE_URL", default=f"http://{HOST}:{PORT}")
 
@@ -245,14 +260,18 @@ AUDIT_RETENTION_DAYS = env.get_int("AUDIT_RETENTION_DAYS", default=2557)  # 7 ye
 AUDIT_LEGAL_HOLD = env.get_bool("AUDIT_LEGAL_HOLD", default=False)
 AUDIT_CHECKPOINT_KEY = env.get_str("AUDIT_CHECKPOINT_KEY", default="") or SECRET_KEY
 # Where the retention purge writes its archives (a persistent volume in production).
-AUDIT_ARCHIVE_DIR = env.get_str("AUDIT_ARCHIVE_DIR", default=str(BASE_DIR / ".devdata" / "audit-archive"))
+AUDIT_ARCHIVE_DIR = env.get_str(
+    "AUDIT_ARCHIVE_DIR", default=str(BASE_DIR / ".devdata" / "audit-archive")
+)
 # audit_verify reports committed entries still unlinked after this long (sealing stopped).
 AUDIT_MAX_UNSEALED_SECONDS = env.get_int("AUDIT_MAX_UNSEALED_SECONDS", default=300)
-# How long the sealer process waits when nothing is queued: the usual delay before a new entry
-# is linked into the chain. An idle poll is one index probe.
+# How long the sealer process pauses between rounds: the usual delay before a new entry is
+# linked into the chain. An idle round is one index probe.
 AUDIT_SEAL_INTERVAL = env.get_float("AUDIT_SEAL_INTERVAL", default=0.25)
 if AUDIT_RETENTION_DAYS < 1:
-    raise env.ImproperlyConfiguredError(f"AUDIT_RETENTION_DAYS must be at least 1, got {AUDIT_RETENTION_DAYS}")
+    raise env.ImproperlyConfiguredError(
+        f"AUDIT_RETENTION_DAYS must be at least 1, got {AUDIT_RETENTION_DAYS}"
+    )
 # django-auditlog writes its model diffs into our table, with our request ids.
 AUDITLOG_LOGENTRY_MODEL = "audit.AuditEntry"
 AUDITLOG_CID_GETTER = "audit.context.get_request_id"
@@ -269,7 +288,9 @@ if CELERY_VISIBILITY_TIMEOUT < 1:
     raise env.ImproperlyConfiguredError(
         f"CELERY_VISIBILITY_TIMEOUT must be at least 1 second, got {CELERY_VISIBILITY_TIMEOUT}"
     )
-CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT
+}
 if REDIS_KEY_PREFIX:
     CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = REDIS_KEY_PREFIX
     CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX}
@@ -385,7 +406,11 @@ LOGGING = {
     "filters": {"request_id": {"()": "adminsite.logging.RequestIdFilter"}},
     "formatters": {"json": {"()": "adminsite.logging.JsonFormatter"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_id"]},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["request_id"],
+        },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
