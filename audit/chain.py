@@ -31,9 +31,9 @@ Sealing
     (``UnsealedEntry``) in the same transaction. No business transaction waits for the chain.
     The sealer process (``manage.py audit_sealer``, :func:`run_sealer`) and, every few seconds,
     Celery beat as a backstop run :func:`seal`, which calls the database function ``audit_seal``
-    (migration 0004, the same canonical form as below): it takes a PostgreSQL advisory lock,
-    reads the queued (so committed) entries in id order, appends their links and empties the
-    queue. Only the lock holder seals, so the chain never forks; a sealer that finds the lock
+    (migrations 0004 and 0006, the same canonical form as below): it takes a PostgreSQL
+    advisory lock, reads the queued (so committed) entries in id order, appends their links and
+    empties the queue. Only the lock holder seals, so the chain never forks; a sealer that finds the lock
     taken leaves the entries to the holder, which looks at the queue again *after* releasing
     the lock (see :func:`seal`), so nothing committed is left behind.
 
@@ -220,8 +220,9 @@ def head() -> tuple[int, bytes]:
 def _seal_batch(batch_size: int) -> int | None:
     """Link up to ``batch_size`` queued entries; None when another session holds the lock.
 
-    The work is the database function audit_seal (migration 0004), one round trip with cached
-    plans: it runs after nearly every commit. Its digests are this module's canonical form.
+    The work is the database function audit_seal (migrations 0004 and 0006), one round trip
+    with cached plans, once per round of the sealer. Its digests are this module's canonical
+    form.
     """
     # One statement, so outside a transaction it is its own transaction: the lock is held
     # until that statement's commit and no BEGIN/COMMIT round trips are needed. Asynchronous
@@ -267,27 +268,30 @@ def seal(*, batch_size: int = 5000, max_rounds: int | None = None) -> int:
 
 
 def run_sealer(*, interval: float, should_stop: Callable[[], bool]) -> int:
-    """Seal continuously until ``should_stop()``: the loop of ``manage.py audit_sealer``.
+    """Seal in rounds until ``should_stop()``: the loop of ``manage.py audit_sealer``.
 
     Writers never seal: sealing after each commit made every request pay for a second
     transaction (and its WAL flush) and made concurrent writers queue on the sealing lock, which
     capped the trail at a few hundred events a second. One process sealing in batches links
-    thousands of entries per round instead. It polls rather than LISTENs because NOTIFY takes a
-    database-wide lock at commit, which would serialize every writer's commit; an idle poll is
-    one index probe. Returns how many entries it linked."""
+    thousands of entries per round instead. Each round links everything committed so far (a
+    backlog in full batches, back to back), then the sealer pauses ``interval`` seconds: under
+    load the entries committed during the pause are linked together in the next round, so the
+    cost of a round (the lock, the head of the chain, the queue probes, the round trips) is
+    shared by hundreds of entries instead of paid every few, and the sealer leaves the CPUs to
+    the writers. An entry waits at most about ``interval`` plus one round for its link. It
+    polls rather than LISTENs because NOTIFY takes a database-wide lock at commit, which would
+    serialize every writer's commit; an idle round is one index probe. Returns how many entries
+    it linked."""
     total = 0
     while not should_stop():
         try:
-            linked = seal()
+            total += seal()
         except DatabaseError:
             # The database restarted or the connection broke: drop it, wait, carry on. Entries
             # stay queued in the meantime; nothing is lost.
             logger.exception("audit sealer: sealing failed; retrying in %.1f s", interval)
             connection.close()
-            linked = 0
-        total += linked
-        if not linked:
-            time.sleep(interval)
+        time.sleep(interval)
     return total
 
 

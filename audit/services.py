@@ -13,6 +13,7 @@ hash chain within a second of the commit (:mod:`audit.chain`).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -25,10 +26,10 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 from django.utils import timezone
-from psycopg.types.json import Jsonb
 
+from adminsite.prepared import Statement
 from audit import archive, chain, context
 from audit.models import EVENT_PATTERN, AuditCheckpoint, AuditEntry
 
@@ -38,9 +39,9 @@ _EVENT_RE = re.compile(EVENT_PATTERN)
 MASK = "********"
 # Keys whose values never enter the trail, in changes or data, at any depth: "password",
 # "new_password", "api_token", "client_secret"… ("token_prefix" or "api_token_id" stay).
-_SENSITIVE_KEY = re.compile(
-    r"(^|_)(password|passwd|secret|token|api_key|apikey|authorization|cvc|cvv|card_number)$"
-)
+_MASKED_KEY_WORDS = "password|passwd|secret|token|api_key|apikey|authorization|cvc|cvv|card_number"
+_SENSITIVE_KEY = re.compile(rf"(^|_)({_MASKED_KEY_WORDS})$")
+_MASKED_KEY_WORD = re.compile(_MASKED_KEY_WORDS)
 MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_TEXT = 1000
 
@@ -69,45 +70,100 @@ def record(
             f"audit event name {event!r} is invalid: use lowercase dotted words such as 'ticket.created'"
         )
     fields = _target_fields(target)
-    fields["changes"] = _checked_changes(changes)
-    fields["additional_data"] = _checked_data(data, "data")
-    entry = AuditEntry(
-        event=event, action=AuditEntry.Action.EVENT, **fields,
-        **_context_fields(context._UNSET if actor is None else actor),
-    )  # fmt: skip
-    _insert(entry)
+    changes_value, changes_json = _checked_changes(changes)
+    data_value, data_json = _checked_data(data, "data")
+    who = _context_fields(context._UNSET if actor is None else actor)
+    content_type, actor_user = fields["content_type"], who["actor"]
+    impersonator = who.get("impersonator")
+    row = {
+        "timestamp": timezone.now(),
+        "event": event,
+        "action": AuditEntry.Action.EVENT,
+        "source": who["source"],
+        "actor_id": actor_user.pk if actor_user is not None else None,
+        "actor_name": who["actor_name"],
+        "actor_email": who["actor_email"],
+        "impersonator_id": impersonator.pk if impersonator is not None else None,
+        "impersonator_name": who.get("impersonator_name", ""),
+        "remote_addr": who["remote_addr"],
+        "user_agent": who["user_agent"],
+        "cid": who["cid"],
+        "content_type_id": content_type.pk if content_type is not None else None,
+        "object_pk": fields["object_pk"],
+        "object_id": fields["object_id"],
+        "object_repr": fields["object_repr"],
+        "changes": changes_value,
+        "changes_text": "",
+        "additional_data": data_value,
+    }
+    row["id"] = _insert({**row, "changes": changes_json, "additional_data": data_json})
+    # The instance the ORM would load for this row (Model.from_db, as for every fetched row):
+    # cheaper than building a model from keyword arguments, which costs more than the insert.
+    entry = AuditEntry.from_db(
+        DEFAULT_DB_ALIAS, None, [row.get(name) for name in _entry_attnames()]
+    )
+    for name, value in (
+        ("content_type", content_type),
+        ("actor", actor_user),
+        ("impersonator", impersonator),
+    ):
+        if value is not None:
+            AuditEntry._meta.get_field(name).set_cached_value(entry, value)
     return entry
 
 
-# One fixed statement instead of Model.save(): the ORM would compile a 25-column INSERT on
-# every call, which costs more than the insert itself and counts against the 1 ms that
-# recording may add to a request. It still runs through Django's cursor (same transaction,
-# same error wrapping, visible to query logging).
+@functools.cache
+def _entry_attnames() -> tuple[str, ...]:
+    return tuple(field.attname for field in AuditEntry._meta.concrete_fields)
+
+
+# One fixed statement instead of Model.save(): the ORM would build a model and compile a
+# 25-column INSERT on every call, which costs more than the insert itself and counts against
+# the 1 ms that recording may add to a request. It is prepared once per connection
+# (adminsite.prepared), so PostgreSQL parses and plans the INSERT once instead of on every
+# event, and run with a cursor kept per connection (_insert_cursor), so psycopg looks up how to
+# send each type of value once, not on every event.
 _INSERT_COLUMNS = (
-    "timestamp", "event", "action", "source", "actor_id", "actor_name", "actor_email", "impersonator_id",
-    "impersonator_name", "remote_addr", "user_agent", "cid", "content_type_id", "object_pk", "object_id",
-    "object_repr", "changes", "changes_text", "additional_data",
+    ("timestamp", "timestamptz"), ("event", "text"), ("action", "smallint"), ("source", "text"),
+    ("actor_id", "integer"), ("actor_name", "text"), ("actor_email", "text"), ("impersonator_id", "integer"),
+    ("impersonator_name", "text"), ("remote_addr", "inet"), ("user_agent", "text"), ("cid", "text"),
+    ("content_type_id", "integer"), ("object_pk", "text"), ("object_id", "bigint"), ("object_repr", "text"),
+    ("changes", "jsonb"), ("changes_text", "text"), ("additional_data", "jsonb"),
 )  # fmt: skip
-_INSERT_SQL = (  # built from the constant column list above; values go as parameters
-    f"INSERT INTO audit_auditentry ({', '.join(_INSERT_COLUMNS)}) "  # noqa: S608
-    f"VALUES ({', '.join(['%s'] * len(_INSERT_COLUMNS))}) RETURNING id"
+_INSERT = Statement(
+    "audit_insert_entry",
+    f"INSERT INTO audit_auditentry ({', '.join(column for column, _ in _INSERT_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join(f'%({column})s' for column, _ in _INSERT_COLUMNS)}) RETURNING id",
+    _INSERT_COLUMNS,
 )
 
 
-def _insert(entry: AuditEntry) -> None:
-    values: list[Any] = []
-    for column in _INSERT_COLUMNS:
-        value = getattr(entry, column)
-        values.append(
-            Jsonb(value)
-            if column in ("changes", "additional_data") and value is not None
-            else value
-        )
-    with connection.cursor() as cursor:
-        cursor.execute(_INSERT_SQL, values)
-        entry.pk = cursor.fetchone()[0]
-    entry._state.adding = False
-    entry._state.db = connection.alias
+def _insert_cursor(raw: Any) -> Any:
+    """A Django cursor (client-side binding, as everywhere) kept on the psycopg connection
+    ``raw``: one per connection, so one per thread, and a reconnection makes a new one. Kept on
+    the connection itself, both go together when Django drops the connection."""
+    cursor = getattr(raw, "_audit_insert_cursor", None)
+    if cursor is None or cursor.closed:
+        cursor = raw._audit_insert_cursor = raw.cursor()
+    return cursor
+
+
+def _insert(row: dict[str, Any]) -> int:
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.queries_logged:
+        # DEBUG is on or a test counts queries: a cursor of its own, which logs the statements.
+        with db.cursor() as logged:
+            _INSERT.execute(logged, row)
+            return logged.fetchone()[0]
+    # What Django's connection.cursor() does (health check, connection, thread check), then its
+    # cursor wrapper: error wrapping, the broken-transaction check and execute wrappers. The
+    # wrapper is not closed: that would close the kept cursor.
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    db.validate_thread_sharing()
+    wrapped = db.make_cursor(_insert_cursor(db.connection))
+    _INSERT.execute(wrapped, row)
+    return wrapped.fetchone()[0]
 
 
 def record_access(*, customer, what: str, data: Mapping[str, Any] | None = None) -> AuditEntry:
@@ -213,9 +269,9 @@ def _clean_text(value: str) -> str:
     return value.replace("\x00", "\ufffd")
 
 
-def _jsonable(value: Any, what: str) -> Any:
-    """``value`` as plain JSON (dates, decimals and UUIDs as strings), exactly as it will be
-    read back from the jsonb column."""
+def _json_payload(value: Any, what: str) -> tuple[Any, str]:
+    """``value`` as plain JSON (dates, decimals and UUIDs as strings) with secret keys masked,
+    exactly as it will be read back from the jsonb column, and its JSON text."""
     try:
         text = json.dumps(value, cls=DjangoJSONEncoder, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
@@ -224,7 +280,21 @@ def _jsonable(value: Any, what: str) -> Any:
         raise AuditWriteError(
             f"audit {what} is {len(text.encode())} bytes; the limit is {MAX_PAYLOAD_BYTES}"
         )
-    return _without_nul(json.loads(text))
+    plain = json.loads(text)
+    rewritten = False
+    # json.dumps writes U+0000 as the escape \u0000, so without that text there is none to
+    # replace (a backslash written before "u0000" also contains it: then the walk finds none).
+    if "\\u0000" in text:
+        plain = _without_nul(plain)
+        rewritten = True
+    # Every key appears, lowercased, in the lowercased text: if no secret word is in it, no key
+    # is secret and the masking walk would change nothing.
+    if _MASKED_KEY_WORD.search(text.lower()):
+        plain = _mask_tree(plain)
+        rewritten = True
+    if rewritten:
+        text = json.dumps(plain, ensure_ascii=False)
+    return plain, text
 
 
 def _without_nul(value: Any) -> Any:
@@ -260,9 +330,10 @@ def _masked(value: Any) -> Any:
     return MASK
 
 
-def _checked_changes(changes: Mapping[str, Any] | None) -> dict | None:
+def _checked_changes(changes: Mapping[str, Any] | None) -> tuple[dict | None, str | None]:
+    """The field changes as stored (None when empty) and their JSON text."""
     if changes is None:
-        return None
+        return None, None
     if not isinstance(changes, Mapping):
         raise AuditWriteError(
             f"audit changes must be a mapping of field -> [old, new], got {type(changes).__name__}"
@@ -274,16 +345,18 @@ def _checked_changes(changes: Mapping[str, Any] | None) -> dict | None:
             )
         if not isinstance(pair, list | tuple) or len(pair) != 2:
             raise AuditWriteError(f"audit changes: {name!r} must be [old, new], got {pair!r}")
-    plain = _jsonable({name: list(pair) for name, pair in changes.items()}, "changes")
-    return _mask_tree(plain) or None
+    plain, text = _json_payload({name: list(pair) for name, pair in changes.items()}, "changes")
+    return (plain, text) if plain else (None, None)
 
 
-def _checked_data(data: Mapping[str, Any] | None, what: str) -> dict | None:
+def _checked_data(data: Mapping[str, Any] | None, what: str) -> tuple[dict | None, str | None]:
+    """The extra data as stored (None when empty) and its JSON text."""
     if data is None:
-        return None
+        return None, None
     if not isinstance(data, Mapping):
         raise AuditWriteError(f"audit {what} must be a mapping, got {type(data).__name__}")
-    return _mask_tree(_jsonable(dict(data), what)) or None
+    plain, text = _json_payload(dict(data), what)
+    return (plain, text) if plain else (None, None)
 
 
 # --- the chain ------------------------------------------------------------------------------

@@ -52,6 +52,32 @@ def test_a_seal_links_committed_entries_in_order_and_empties_the_queue():
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_backlog_larger_than_a_batch_is_linked_in_id_order_in_one_call():
+    seal()
+    made = write(7)
+    assert chain.seal(batch_size=3) == 7
+    links = list(ChainLink.objects.filter(entry_id__in=[e.pk for e in made]).order_by("seq"))
+    assert [link.entry_id for link in links] == [e.pk for e in made]
+    assert [link.seq for link in links] == list(range(links[0].seq, links[0].seq + 7))
+    assert not UnsealedEntry.objects.exists()
+    assert chain.verify().ok
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sealer_loop_links_what_was_committed_before_each_pause():
+    made = write(3)
+    rounds = []
+
+    def stop_after_two_rounds() -> bool:
+        rounds.append(None)
+        return len(rounds) > 2
+
+    assert chain.run_sealer(interval=0.01, should_stop=stop_after_two_rounds) >= 3
+    assert ChainLink.objects.filter(entry_id__in=[e.pk for e in made]).count() == 3
+    assert not UnsealedEntry.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_rolled_back_entry_never_reaches_the_chain():
     seal()
     before = ChainLink.objects.count()
@@ -473,8 +499,8 @@ def test_the_erase_mode_only_allows_blanking(db, customer):
 
 
 def test_the_sealing_function_and_the_verifier_share_one_canonical_form(customer):
-    """audit_seal (migration 0004) hashes entries itself; its digests must be exactly those of
-    audit.chain, which verification recomputes."""
+    """audit_seal (migrations 0004 and 0006) hashes entries itself; its digests must be exactly
+    those of audit.chain, which verification recomputes."""
     with audit_context(actor=customer, ip="2001:db8::1", user_agent="tab\there \\ 'quote' ünïcode"):
         entry = record(
             "ticket.created",

@@ -121,6 +121,93 @@ def test_secret_keys_are_masked_at_any_depth(db):
     }
 
 
+def test_secret_words_in_values_stay_and_secret_keys_in_any_case_are_masked(db):
+    entry = record(
+        "user.updated",
+        data={
+            "note": "password reset link sent; token expires in 1 h",
+            "Password": "hunter2",
+            "nested": [{"API_TOKEN": "t0k3n", "tokens_left": 3}],
+        },
+    )
+    stored = AuditEntry.objects.get(pk=entry.pk).additional_data
+    assert (
+        stored
+        == entry.additional_data
+        == {
+            "note": "password reset link sent; token expires in 1 h",
+            "Password": MASK,
+            "nested": [{"API_TOKEN": MASK, "tokens_left": 3}],
+        }
+    )
+
+
+# --- the insert itself ----------------------------------------------------------------------
+
+
+def _prepared_audit_inserts() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements "
+            "WHERE statement LIKE '%%INSERT INTO audit_auditentry%%'"
+        )
+        return cursor.fetchone()[0]
+
+
+def test_one_prepared_insert_serves_entries_with_and_without_target_actor_and_data(lead, customer):
+    made = [record("job.ran")]
+    with audit_context(actor=customer, impersonator=lead, ip="203.0.113.9", request_id="r-7"):
+        made.append(
+            record("ticket.created", target=lead, changes={"status": [None, "new"]}, data={"n": 1})
+        )
+        made.append(record("customer.viewed", target=customer, data={"what": "context_panel"}))
+    made.append(record("ticket.assigned", actor=lead, changes={"assignee": [None, 2**40]}))
+    assert _prepared_audit_inserts() == 1
+    for entry in made:
+        stored = AuditEntry.objects.get(pk=entry.pk)
+        for field in ("event", "actor_id", "impersonator_id", "content_type_id", "object_pk",
+                      "object_id", "object_repr", "remote_addr", "cid", "changes", "additional_data",
+                      "timestamp", "action", "actor_name", "impersonator_name"):  # fmt: skip
+            assert getattr(stored, field) == getattr(entry, field), field
+
+
+def test_recording_goes_on_after_a_rollback(db):
+    record("job.ran")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        record("job.failed")
+        raise RuntimeError
+    # The insert prepared in the rolled-back transaction stays prepared for the next entry.
+    after = record("job.retried")
+    assert list(AuditEntry.objects.filter(event__startswith="job.").values_list("event", flat=True)
+                .order_by("id")) == ["job.ran", "job.retried"]  # fmt: skip
+    assert AuditEntry.objects.get(pk=after.pk).event == "job.retried"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_recording_goes_on_over_a_new_connection():
+    first = record("job.ran")
+    connection.close()
+    second = record("job.ran")
+    assert list(AuditEntry.objects.filter(pk__in=[first.pk, second.pk]).values_list("pk", flat=True)
+                .order_by("pk")) == [first.pk, second.pk]  # fmt: skip
+
+
+def test_the_insert_is_one_query_seen_by_query_logging(db, django_assert_num_queries):
+    record("job.ran")
+    with django_assert_num_queries(1) as captured:
+        record("job.ran", data={"n": 2})
+    assert captured.captured_queries[0]["sql"].startswith("EXECUTE audit_insert_entry (")
+
+
+def test_the_returned_entry_is_the_stored_row_with_its_related_objects(lead, customer):
+    with audit_context(actor=customer, impersonator=lead):
+        entry = record("customer.viewed", target=customer)
+    assert not entry._state.adding and entry._state.db == "default"
+    assert entry.actor == customer and entry.impersonator == lead
+    assert entry.content_type == ContentType.objects.get_for_model(get_user_model())
+    assert str(entry) == "customer.viewed carol by Carol Customer (carol)"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

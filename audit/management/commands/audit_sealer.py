@@ -31,7 +31,7 @@ class Command(BaseCommand):
             type=float,
             default=settings.AUDIT_SEAL_INTERVAL,
             metavar="SECONDS",
-            help="How long to wait when nothing is queued (default: AUDIT_SEAL_INTERVAL, %(default)s).",
+            help="Pause between sealing rounds (default: AUDIT_SEAL_INTERVAL, %(default)s).",
         )
         parser.add_argument(
             "--once", action="store_true", help="Seal what is queued now, print how many, and exit."
@@ -56,7 +56,7 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        self.stdout.write(f"Audit sealer running (idle poll every {interval:g} s).")
+        self.stdout.write(f"Audit sealer running (a round every {interval:g} s).")
         self.stdout.flush()
         linked = chain.run_sealer(interval=interval, should_stop=lambda: stopping)
         self.stdout.write(f"Audit sealer stopped after linking {linked} entries.")
