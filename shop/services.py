@@ -51,7 +51,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.context import SYSTEM
-from audit.services import record
+from audit.services import Event as AuditEvent
+from audit.services import record, record_many
 from monitoring.metrics import METRICS, track_metric
 from shop import stripe_api
 from shop.models import (
@@ -240,8 +241,12 @@ class OrderChanges:
             update_rows(Order, orders, fields)
         if self.history:
             OrderEvent.objects.bulk_create(self.history)
-        for event, order, changes, data, actor in self.audits:
-            record(event, target=order, changes=changes, data=data, actor=actor)
+        record_many(
+            [
+                AuditEvent(event, target=order, changes=changes, data=data, actor=actor)
+                for event, order, changes, data, actor in self.audits
+            ]
+        )
         for amount, currency, kind in self.revenue:
             _track_revenue(amount, currency, kind)
         if self.paid:

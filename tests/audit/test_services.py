@@ -20,7 +20,7 @@ from adminsite.models import ApiToken
 from audit import context
 from audit.context import audit_context
 from audit.models import AuditEntry
-from audit.services import MASK, AuditWriteError, record, record_access
+from audit.services import MASK, AuditWriteError, Event, record, record_access, record_many
 from tests.factories import StaffFactory
 
 
@@ -206,6 +206,42 @@ def test_the_returned_entry_is_the_stored_row_with_its_related_objects(lead, cus
     assert entry.actor == customer and entry.impersonator == lead
     assert entry.content_type == ContentType.objects.get_for_model(get_user_model())
     assert str(entry) == "customer.viewed carol by Carol Customer (carol)"
+
+
+def test_record_many_writes_each_event_as_record_would_in_one_statement(
+    lead, customer, django_assert_num_queries
+):
+    record_many([Event("job.ran")])  # prepared
+    with (
+        audit_context(actor=customer, impersonator=lead, ip="203.0.113.9", request_id="req-7"),
+        django_assert_num_queries(1),
+    ):
+        ids = record_many(
+            [
+                Event("order.paid", target=lead, changes={"status": ["pending", "paid"]}),
+                Event("order.expired", data={"api_token": "tok_secret", "note": 'it\'s \\ "x"'}),
+                Event("order.fulfilled", actor=context.SYSTEM),
+            ]
+        )
+
+    stored = list(AuditEntry.objects.filter(pk__in=ids).order_by("id"))
+    assert [entry.pk for entry in stored] == ids
+    assert [entry.event for entry in stored] == ["order.paid", "order.expired", "order.fulfilled"]
+    paid, expired, fulfilled = stored
+    assert paid.actor_id == customer.pk and paid.impersonator_id == lead.pk
+    assert paid.remote_addr == "203.0.113.9" and paid.cid == "req-7"
+    assert paid.object_id == lead.pk and paid.object_repr == "lee"
+    assert paid.changes == {"status": ["pending", "paid"]}
+    assert expired.additional_data == {"api_token": MASK, "note": 'it\'s \\ "x"'}
+    assert expired.content_type_id is None and expired.changes is None
+    assert fulfilled.actor_id is None and fulfilled.actor_name == "system"
+
+
+def test_record_many_checks_every_event_before_writing_any(db):
+    with pytest.raises(AuditWriteError, match="audit event name 'Bad Name' is invalid"):
+        record_many([Event("order.paid"), Event("Bad Name")])
+    assert not AuditEntry.objects.filter(event="order.paid").exists()
+    assert record_many([]) == []
 
 
 @pytest.mark.parametrize(
