@@ -10,10 +10,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import cast
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Q, QuerySet, Sum, Window
+from django.db import connection
+from django.db.models import BigIntegerField, Count, Func, Q, QuerySet, Sum, Window
 from django.db.models.expressions import RawSQL
 from django.http import Http404
 
@@ -30,6 +33,7 @@ from tickets.models import (
     Ticket,
     TicketCount,
     TicketEvent,
+    TicketQuerySet,
 )
 from tickets.search import search_condition
 
@@ -42,6 +46,59 @@ OTHER_TICKETS_SHOWN = 10
 
 def _related_user_fields(*relations: str) -> list[str]:
     return [f"{relation}__{name}" for relation in relations for name in USER_FIELDS]
+
+
+class EpochMicroseconds(Func):
+    """A timestamp as whole microseconds since 1970 (a bigint; NULL stays NULL), for reads of
+    many rows: the database backend parses every timestamptz from text in Python, about ten
+    microseconds each (a queue page has 300 of them, a long thread 200), where an integer
+    loads in C; ``from_epoch_us`` gives back the same aware datetime. Exact on PostgreSQL 14
+    and later, where EXTRACT returns numeric."""
+
+    template = "(EXTRACT(EPOCH FROM %(expressions)s) * 1000000)::bigint"
+    output_field = BigIntegerField()
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def from_epoch_us(value: int | None) -> dt.datetime | None:
+    """The UTC datetime of an ``EpochMicroseconds`` value (None for NULL)."""
+    return None if value is None else _EPOCH + dt.timedelta(microseconds=value)
+
+
+# A user's permissions, directly and through their groups, as app_label and codename: what
+# ModelBackend loads in two ORM queries, in one. Compiling those two joins cost several times
+# what running them did, on every console request.
+_USER_PERMISSIONS = """
+    SELECT ct.app_label, p.codename
+      FROM auth_permission p JOIN django_content_type ct ON ct.id = p.content_type_id
+     WHERE p.id IN (
+        SELECT up.permission_id FROM auth_user_user_permissions up WHERE up.user_id = %(user)s
+        UNION
+        SELECT gp.permission_id FROM auth_user_groups ug
+          JOIN auth_group_permissions gp ON gp.group_id = ug.group_id
+         WHERE ug.user_id = %(user)s)
+"""
+MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
+
+
+def preload_permissions(user) -> None:
+    """Fill the permission cache ModelBackend keeps on the user object for the request
+    (``_perm_cache``) in one query, so that the view's checks and the templates' ``perms``
+    read it instead of running the backend's two. Only where the backend would run them: an
+    active user, not a superuser (who holds every permission without the cache), with
+    ModelBackend the only backend, and nothing loaded yet."""
+    if (
+        hasattr(user, "_perm_cache")
+        or not user.is_active
+        or user.is_superuser
+        or list(settings.AUTHENTICATION_BACKENDS) != [MODEL_BACKEND]
+    ):
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(_USER_PERMISSIONS, {"user": user.pk})
+        user._perm_cache = {f"{app}.{codename}" for app, codename in cursor.fetchall()}
 
 
 def apply_filters(queryset: QuerySet, filters: TicketFilters) -> QuerySet:
@@ -329,14 +386,24 @@ class QueueRow:
         return PRIORITY_LABELS.get(self.priority, self.priority)
 
 
+# Read as EpochMicroseconds (see there): nine timestamps a row, most of them set.
+QUEUE_ROW_TIMES = frozenset(
+    name
+    for name in QUEUE_ROW_COLUMNS
+    if Ticket._meta.get_field(name).get_internal_type() == "DateTimeField"
+)
+
+
 def _queue_rows(values) -> list[QueueRow]:
-    """QueueRows from ``values`` rows (the QUEUE_ROW_COLUMNS, then the category's, the
-    requester's and the assignee's columns); one record per category and person."""
+    """QueueRows from ``values`` rows (the QUEUE_ROW_COLUMNS, the QUEUE_ROW_TIMES among them
+    as EpochMicroseconds, then the category's, the requester's and the assignee's columns);
+    one record per category and person."""
     n_row, n_cat, n_person = (
         len(QUEUE_ROW_COLUMNS),
         len(ROW_CATEGORY_COLUMNS),
         len(ROW_PERSON_COLUMNS),
     )
+    times = [n for n, name in enumerate(QUEUE_ROW_COLUMNS) if name in QUEUE_ROW_TIMES]
     categories: dict[int, RowCategory] = {}
     people: dict[int, RowPerson] = {}
 
@@ -347,6 +414,9 @@ def _queue_rows(values) -> list[QueueRow]:
 
     rows = []
     for row in values:
+        columns = list(row[:n_row])
+        for n in times:
+            columns[n] = from_epoch_us(columns[n])
         category_columns = row[n_row : n_row + n_cat]
         if (category := categories.get(category_columns[0])) is None:
             category = categories[category_columns[0]] = RowCategory(*category_columns)
@@ -355,13 +425,31 @@ def _queue_rows(values) -> list[QueueRow]:
         assignee = person(assignee_columns) if assignee_columns[0] is not None else None
         rows.append(
             QueueRow(
-                **dict(zip(QUEUE_ROW_COLUMNS, row[:n_row], strict=True)),
+                **dict(zip(QUEUE_ROW_COLUMNS, columns, strict=True)),
                 category=category,
                 requester=requester,
                 assignee=assignee,
             )
         )
     return rows
+
+
+@cache
+def _queue_row_values() -> TicketQuerySet:
+    """Every ticket's queue row columns (``_queue_rows`` reads them), set up once per process:
+    selecting some thirty columns over three joins cost a millisecond a page. Only ever
+    filtered, ordered and sliced, which copy it; never evaluated itself."""
+    # values_list keeps the manager's queryset class (and its visible_to).
+    rows = Ticket.objects.values_list(
+        *(
+            EpochMicroseconds(name) if name in QUEUE_ROW_TIMES else name
+            for name in QUEUE_ROW_COLUMNS
+        ),
+        *(f"category__{name}" for name in ROW_CATEGORY_COLUMNS),
+        *(f"requester__{name}" for name in ROW_PERSON_COLUMNS),
+        *(f"assignee__{name}" for name in ROW_PERSON_COLUMNS),
+    )
+    return cast(TicketQuerySet, rows)
 
 
 def queue_page(*, user, filters: TicketFilters, page: int = 1, per_page: int = 50) -> QueuePage:
@@ -372,21 +460,16 @@ def queue_page(*, user, filters: TicketFilters, page: int = 1, per_page: int = 5
     last_page = max(1, -(-stats["total"] // per_page))
     number = min(max(1, page), last_page)
     offset = (number - 1) * per_page
-    values = (
-        apply_filters(Ticket.objects.visible_to(user), filters)
-        .order_by(*filters.order_by)
-        .values_list(
-            *QUEUE_ROW_COLUMNS,
-            *(f"category__{name}" for name in ROW_CATEGORY_COLUMNS),
-            *(f"requester__{name}" for name in ROW_PERSON_COLUMNS),
-            *(f"assignee__{name}" for name in ROW_PERSON_COLUMNS),
-        )
+    values = apply_filters(_queue_row_values().visible_to(user), filters).order_by(
+        *filters.order_by
     )
+    # The id walk of a deep page (page_slice) reads the rows without the display joins.
+    deep = offset >= DEFERRED_JOIN_FROM
     rows = page_slice(
         values,
         offset,
         offset + per_page,
-        id_source=ticket_queue_ids(user=user, filters=filters),
+        id_source=ticket_queue_ids(user=user, filters=filters) if deep else None,
     )
     return QueuePage(tickets=_queue_rows(rows), stats=stats, number=number, per_page=per_page)
 
@@ -445,6 +528,7 @@ class ThreadComment:
         return self.author.pk
 
 
+# ThreadComment's first fields, in order (comments_for reads created_at last).
 THREAD_COLUMNS = ("id", "ticket_id", "body", "is_internal", "parent_id", "created_at")
 
 
@@ -459,8 +543,10 @@ def comments_for(ticket: Ticket, *, include_internal: bool) -> list[ThreadCommen
     queryset = Comment.objects.filter(ticket_id=ticket.pk)
     if not include_internal:
         queryset = queryset.filter(is_internal=False)
+    # created_at as EpochMicroseconds (see there): one timestamp per comment.
     values = queryset.order_by("created_at", "id").values_list(
-        *THREAD_COLUMNS,
+        *THREAD_COLUMNS[:-1],
+        EpochMicroseconds("created_at"),
         "merged_from_id",
         "merged_from__ticket_number",
         *(f"author__{name}" for name in USER_FIELDS),
@@ -473,11 +559,17 @@ def comments_for(ticket: Ticket, *, include_internal: bool) -> list[ThreadCommen
         if (author := authors.get(author_columns[0])) is None:
             author = authors[author_columns[0]] = RowPerson(*author_columns)
         merged_from = TicketRef(row[n], row[n + 1]) if row[n] is not None else None
+        pk, ticket_id, body, is_internal, parent_id, created = row[:n]
         comments.append(
             ThreadComment(
-                **dict(zip(THREAD_COLUMNS, row[:n], strict=True)),
-                merged_from=merged_from,
-                author=author,
+                pk,
+                ticket_id,
+                body,
+                is_internal,
+                parent_id,
+                cast(dt.datetime, from_epoch_us(created)),
+                merged_from,
+                author,
             )
         )
     by_id = {comment.pk: comment for comment in comments}
@@ -514,26 +606,41 @@ def timeline_for(ticket: Ticket) -> list[TicketEvent]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class OtherTicket:
+    """One of the requester's other tickets, as the customer card lists it."""
+
+    pk: int
+    ticket_number: int
+    subject: str
+    status: str
+
+    def get_status_display(self) -> str:
+        return STATUS_LABELS.get(self.status, self.status)
+
+
 def customer_context(ticket: Ticket) -> dict:
     """What an agent needs to know about the requester: the customer (already loaded with
-    the ticket), their latest other tickets and how many they have, open and in all. One
-    query. Showing this is an access to personal data: the view records it with
+    the ticket), their latest other tickets (OtherTickets) and how many they have, open and
+    in all. One query. Showing this is an access to personal data: the view records it with
     ``services.record_customer_context_viewed``."""
-    others = list(
+    rows = list(
         Ticket.objects.filter(requester_id=ticket.requester_id)
         .exclude(pk=ticket.pk)
-        .only("id", "ticket_number", "subject", "status", "priority", "created_at")
         .annotate(
             total_count=Window(Count("*")),
             open_count=Window(Count("status", filter=ACTIVE)),
         )
-        .order_by("-created_at", "-id")[:OTHER_TICKETS_SHOWN]
+        .order_by("-created_at", "-id")
+        .values_list("id", "ticket_number", "subject", "status", "total_count", "open_count")[
+            :OTHER_TICKETS_SHOWN
+        ]
     )
     return {
         "customer": ticket.requester,
-        "other_tickets": others,
-        "other_ticket_count": others[0].total_count if others else 0,
-        "other_open_count": others[0].open_count if others else 0,
+        "other_tickets": [OtherTicket(*row[:4]) for row in rows],
+        "other_ticket_count": rows[0][4] if rows else 0,
+        "other_open_count": rows[0][5] if rows else 0,
     }
 
 
@@ -586,6 +693,23 @@ def assignable_agents() -> QuerySet:
         .only(*USER_FIELDS)
         .order_by("first_name", "last_name", "username")
     )
+
+
+# The same people as assignable_agents, in the same order, as plain records.
+_AGENT_CHOICES = f"""
+    SELECT u.id, u.username, u.first_name, u.last_name, u.email, u.is_staff
+      FROM auth_user u
+     WHERE u.is_active AND u.is_staff AND (u.is_superuser OR u.id IN ({_CHANGE_TICKET_HOLDERS}))
+     ORDER BY u.first_name, u.last_name, u.username
+"""  # noqa: S608 - constant SQL
+
+
+def agent_choices() -> list[RowPerson]:
+    """``assignable_agents`` as RowPersons, for the pickers of the queue and ticket pages
+    (one query; no ORM query to build nor User to make on every page)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_AGENT_CHOICES)
+        return [RowPerson(*row) for row in cursor.fetchall()]
 
 
 def canned_replies() -> list[CannedReply]:
@@ -692,8 +816,6 @@ def sla_compliance(*, since, until, zone: str) -> dict[str, list[ComplianceRow]]
     """SLA compliance of the targets that ended (met or breached) or breached between
     ``since`` and ``until``, per priority, agent, category and week (weeks start on Monday
     in ``zone``), plus ``total``: one aggregate query (GROUPING SETS) and one for names."""
-    from django.db import connection
-
     sql = """
         SELECT GROUPING(priority), GROUPING(assignee_id), GROUPING(category_id), GROUPING(week),
                priority, assignee_id, category_id, week,

@@ -10,6 +10,7 @@ needs another role) and the message next to the form, having changed nothing.
 from __future__ import annotations
 
 import json
+from functools import wraps
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -22,7 +23,7 @@ from django.utils.cache import patch_vary_headers
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
-from adminsite.decorators import permission_required
+from adminsite.decorators import permission_required as console_permission_required
 from adminsite.htmx import wants_fragment
 from adminsite.navigation import url_exists
 from adminsite.users import user_label
@@ -70,6 +71,26 @@ SORTS = [
     ("-updatedAt", "Recently updated"),
 ]
 STATUS_FILTERS = [("", "Active"), ("all", "All statuses"), *Status.choices]
+
+
+def permission_required(*perms: str):
+    """The console's ``permission_required`` (active staff holding every one of ``perms``),
+    with the staff member's permissions loaded first in one query (``preload_permissions``)
+    rather than in the two the checks here and the templates' ``perms`` would run."""
+
+    def decorator(view):
+        checked = console_permission_required(*perms)(view)
+
+        @wraps(checked)
+        def wrapper(request, *args, **kwargs):
+            user = request.user
+            if user.is_authenticated and user.is_staff:
+                queries.preload_permissions(user)
+            return checked(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
 
 
 def _render(request, template: str, context: dict, *, partial: str | None, status: int = 200):
@@ -175,12 +196,15 @@ def _queue_context(request, query: QueryDict, *, notice: dict | None = None) -> 
     pages: list = []
     if not errors:
         page = queries.queue_page(user=user, filters=filters, page=number, per_page=PER_PAGE)
-        # A paginator over a range: the elided page list without another COUNT query.
-        pages = list(
-            Paginator(range(page.count), PER_PAGE).get_elided_page_range(
+        # A paginator over a range: the elided page list without another COUNT query. Its
+        # gaps (Paginator.ELLIPSIS, a lazy translation that a comparison in the template would
+        # translate again for every page link) become None.
+        pages = [
+            number if isinstance(number, int) else None
+            for number in Paginator(range(page.count), PER_PAGE).get_elided_page_range(
                 page.number, on_each_side=2, on_ends=1
             )
-        )
+        ]
 
     current = _canonical(params)
     status_value = "" if params.get("status") == "active" else params.get("status", "")
@@ -198,7 +222,6 @@ def _queue_context(request, query: QueryDict, *, notice: dict | None = None) -> 
         "filter_errors": errors,
         "page": page,
         "pages": pages,
-        "ellipsis": Paginator.ELLIPSIS,
         "stats": page.stats if page else None,
         "ordering": params.get("ordering", DEFAULT_QUEUE_ORDERING),
         "sorts": _sort_choices(params.get("ordering", DEFAULT_QUEUE_ORDERING)),
@@ -208,8 +231,11 @@ def _queue_context(request, query: QueryDict, *, notice: dict | None = None) -> 
         "priority_choices": _choices_with_current(
             [("", "Any priority"), *Priority.choices], params.get("priority", "")
         ),
-        "categories": categories,
-        "agents": list(queries.assignable_agents()),
+        # (value, label) pairs for the selects (tickets_ui.options).
+        "category_choices": [
+            (c.slug, c.name if c.is_active else f"{c.name} (retired)") for c in categories
+        ],
+        "agent_choices": [(agent.pk, user_label(agent)) for agent in queries.agent_choices()],
         "saved_views": views,
         "default_view_active": not current,
         "can_work": can_work,
@@ -360,6 +386,7 @@ def _history_url(obj, user) -> str | None:
 def _actions_context(request, ticket, *, error=None, notice=None) -> dict:
     user = request.user
     can_work = user.has_perm(WORK)
+    agents = queries.agent_choices() if can_work else []
     transitions = services.allowed_transitions(ticket.status)
     if ticket.status == Status.CLOSED and (
         ticket.merged_into_id or not user.has_perm(services.REOPEN_CLOSED_PERMISSION)
@@ -368,8 +395,13 @@ def _actions_context(request, ticket, *, error=None, notice=None) -> dict:
     return {
         "ticket": ticket,
         "can_work": can_work,
-        "agents": list(queries.assignable_agents()) if can_work else [],
-        "categories": queries.category_choices() if can_work else [],
+        # (value, label) pairs for the selects (tickets_ui.options). An assignee who no longer
+        # works tickets still shows, after the agents.
+        "agent_choices": [(agent.pk, user_label(agent)) for agent in agents],
+        "assignee_listed": any(agent.pk == ticket.assignee_id for agent in agents),
+        "category_choices": [(c.slug, c.name) for c in queries.category_choices()]
+        if can_work
+        else [],
         "priorities": Priority.choices,
         "transitions": [(value, Status(value).label) for value in transitions],
         "can_resolve": Status.RESOLVED in transitions,

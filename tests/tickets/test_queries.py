@@ -17,7 +17,7 @@ from adminsite import roles
 from tests.factories import CustomerFactory, StaffFactory
 from tickets import queries, services
 from tickets.filters import FilterError, TicketFilters, parse_filters
-from tickets.models import Ticket, TicketCount
+from tickets.models import Comment, Ticket, TicketCount
 
 pytestmark = pytest.mark.django_db
 
@@ -619,3 +619,59 @@ def test_ticket_counts_command_checks_compacts_and_rebuilds(queue, agent):
     call_command("ticket_counts", "--rebuild", stdout=io.StringIO())
     call_command("ticket_counts", "--compact", stdout=io.StringIO())
     call_command("ticket_counts", stdout=io.StringIO())
+
+
+# --- timestamps read as epoch microseconds -------------------------------------------------
+
+
+def test_queue_rows_and_thread_read_every_timestamp_exactly(make_ticket, agent, customer):
+    ticket = make_ticket(assignee=agent)
+    moment = timezone.now().replace(microsecond=987654) - timedelta(days=400)
+    Ticket.objects.filter(pk=ticket.pk).update(
+        first_response_due_at=moment,
+        resolution_due_at=moment + timedelta(microseconds=1),
+        next_due_at=moment,
+        sla_paused_at=None,
+        first_responded_at=None,
+    )
+    comment = services.add_comment(actor=customer, ticket=ticket, body="Hello")
+    stored = Ticket.objects.get(pk=ticket.pk)
+    (row,) = queries.queue_page(user=agent, filters=filters_for(agent)).tickets
+    for name in queries.QUEUE_ROW_TIMES:
+        value = getattr(row, name)
+        assert value == getattr(stored, name), name
+        assert value is None or value.tzinfo == getattr(stored, name).tzinfo, name
+    assert row.first_response_due_at.isoformat() == moment.isoformat()
+    assert row.resolution_due_at - row.first_response_due_at == timedelta(microseconds=1)
+    assert row.sla_paused_at is None and row.first_responded_at is None
+    (thread_comment,) = queries.comments_for(ticket, include_internal=True)
+    assert thread_comment.created_at == Comment.objects.get(pk=comment.pk).created_at
+
+
+def test_from_epoch_us():
+    assert queries.from_epoch_us(None) is None
+    assert queries.from_epoch_us(0).isoformat() == "1970-01-01T00:00:00+00:00"
+    assert queries.from_epoch_us(1_767_225_600_000_001).isoformat() == (
+        "2026-01-01T00:00:00.000001+00:00"
+    )
+
+
+def test_agent_choices_are_the_assignable_agents_in_order(
+    agent, agent2, lead, ops, admin_user, customer, django_assert_num_queries
+):
+    with django_assert_num_queries(1):
+        choices = queries.agent_choices()
+    agents = list(queries.assignable_agents())
+    assert [c.pk for c in choices] == [a.pk for a in agents]
+    assert [(c.username, c.get_full_name(), c.email) for c in choices] == [
+        (a.username, a.get_full_name(), a.email) for a in agents
+    ]
+    assert ops.pk not in {c.pk for c in choices} and customer.pk not in {c.pk for c in choices}
+
+
+def test_the_shared_queue_row_queryset_is_only_ever_copied(make_ticket, agent, customer):
+    make_ticket(assignee=agent)
+    for user, query in ((agent, ""), (agent, "status=all&ordering=-createdAt"), (customer, "")):
+        filters = filters_for(user, query)
+        assert len(queries.queue_page(user=user, filters=filters).tickets) == 1
+    assert queries._queue_row_values()._result_cache is None

@@ -21,6 +21,7 @@ from tickets import queries, services
 from tickets.api import load_permissions
 from tickets.filters import parse_filters
 from tickets.models import Comment, Priority, Ticket
+from tickets.templatetags import tickets_ui
 
 QUEUE_LOOP = """{% load console tickets_ui %}{% for ticket in tickets %}
 {% with sla=ticket|sla_state %}
@@ -222,3 +223,106 @@ def test_list_api_page_loads_permissions_in_one_query(
         response = client.get("/api/admin/support/tickets", **headers)
     assert response.status_code == 200
     assert response.json()["count"] == 3
+
+
+# The filter bar's selects as the queue template looped over them before tickets_ui.options.
+OPTIONS_LOOP = """{% for value, label in choices %}<option value="{{ value }}"{% if value|stringformat:"s" == selected %} selected{% endif %}>{{ label }}</option>{% endfor %}"""
+
+
+@pytest.mark.parametrize(
+    "selected", ["", "open", "7", 7, 'a"b', "missing", None], ids=lambda value: repr(value)
+)
+def test_options_give_the_markup_of_the_template_loop(selected):
+    choices = [
+        ("", "Any"),
+        ("open", "Open"),
+        (7, "Zoë <b> O'Neil & co"),
+        ('a"b', "Quote \" and 'apostrophe'"),
+    ]
+    got = _render(
+        "{% load tickets_ui %}{% options choices selected %}", choices=choices, selected=selected
+    )
+    expected = _render(
+        OPTIONS_LOOP,
+        choices=choices,
+        selected=None if selected is None else str(selected),
+    )
+    assert got == expected
+    assert got.count(" selected") == (0 if selected in (None, "missing") else 1)
+    assert "<b>" not in got
+
+
+def test_options_without_a_selection_select_nothing():
+    got = _render("{% load tickets_ui %}{% options choices %}", choices=[("", "Any"), ("a", "A")])
+    assert got == '<option value="">Any</option><option value="a">A</option>'
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata"])
+def test_time_texts_match_strftime(zone):
+    """The loops format times with f-strings; they must read as strftime did."""
+    moments = [
+        dt.datetime(2026, month, day, hour, minute, 7, 123456, tzinfo=dt.UTC)
+        for month, day, hour, minute in (
+            (1, 1, 0, 5),
+            (3, 29, 1, 30),
+            (7, 4, 23, 59),
+            (12, 31, 12, 0),
+        )
+    ]
+    with timezone.override(zone):
+        clock = tickets_ui._Clock()
+        for moment in moments:
+            local = timezone.localtime(moment)
+            assert clock.stamp(moment)[0] == local.strftime("%-d %b %Y %H:%M %Z")
+            assert clock.short(moment) == local.strftime("%-d %b %H:%M %Z")
+            assert tickets_ui._stamp(moment) == local.strftime("%-d %b %H:%M %Z")
+            old = dt.datetime(2020, 1, 1, tzinfo=dt.UTC) + (moment - moments[0])
+            expected = timezone.localtime(old).strftime("%-d %b %Y")
+            assert tickets_ui.ago(old) == expected
+
+
+def test_preload_permissions_gives_what_model_backend_loads(db, agent, django_assert_num_queries):
+    extra = Permission.objects.get(codename="view_logentry", content_type__app_label="admin")
+    agent.user_permissions.add(extra)  # one direct permission besides the role's group ones
+    fresh = type(agent).objects.get(pk=agent.pk)
+    with django_assert_num_queries(1):
+        queries.preload_permissions(fresh)
+        queries.preload_permissions(fresh)  # loaded once per user object
+        assert fresh.has_perm("tickets.view_ticket")
+        assert fresh.has_perm("admin.view_logentry")
+        assert not fresh.has_perm("tickets.delete_category")
+    expected = ModelBackend().get_all_permissions(type(agent).objects.get(pk=agent.pk))
+    assert fresh._perm_cache == expected
+
+
+def test_preload_permissions_leaves_superusers_and_inactive_users_alone(
+    db, agent, agent2, django_assert_num_queries
+):
+    # Superusers hold every permission without the cache; inactive users hold none.
+    agent.is_superuser = True
+    agent2.is_active = False
+    with django_assert_num_queries(0):
+        queries.preload_permissions(agent)
+        queries.preload_permissions(agent2)
+        assert agent.has_perm("tickets.delete_category")
+        assert not agent2.has_perm("tickets.view_ticket")
+    assert not hasattr(agent, "_perm_cache") and not hasattr(agent2, "_perm_cache")
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata"])
+@pytest.mark.parametrize("precision", ["minutes", "seconds", "day"])
+def test_when_gives_what_the_date_filter_gives(zone, precision):
+    moments = [
+        dt.datetime(2026, 1, 1, 0, 5, 9, tzinfo=dt.UTC),
+        dt.datetime(2026, 3, 29, 1, 30, 59, 999999, tzinfo=dt.UTC),
+        dt.datetime(2025, 12, 31, 23, 59, 0, tzinfo=dt.UTC),
+    ]
+    with timezone.override(zone):
+        for moment in moments:
+            expected = _render(
+                "{{ moment|date:format }}", moment=moment, format=tickets_ui.WHEN_FORMATS[precision]
+            )
+            assert _render(
+                "{% load tickets_ui %}{{ moment|when:p }}", moment=moment, p=precision
+            ) == (expected)
+    assert _render("{% load tickets_ui %}{{ moment|when }}", moment=None) == ""

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 import pytest
 import time_machine
+from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -244,8 +245,9 @@ def test_queue_runs_a_fixed_number_of_queries(
 
     assert few == many
     assert fragment <= many
-    # Session, user, two permission loads, role, categories, stats, rows, agents, saved views.
-    with django_assert_max_num_queries(10):
+    # Session, user, permissions (one query), role, categories, stats, rows, agents, saved
+    # views.
+    with django_assert_max_num_queries(9):
         client.get("/admin/support/?priority=normal&category=email_sync&assignee=me")
 
 
@@ -461,6 +463,39 @@ def test_ticket_page_shows_header_thread_sidebar_and_timeline(
     assert 'name="is_internal"' in page and ">Send Comment</button>" in page
 
 
+@pytest.mark.parametrize("role", roles.ROLE_ORDER)
+def test_top_bar_names_the_role_of_the_signed_in_staff_member(client, role):
+    user = StaffFactory(role=role)
+    client.force_login(user)
+    assert f'data-testid="user-role">{role}<' in html(client.get("/admin/support/"))
+
+
+def test_top_bar_names_the_first_role_of_someone_in_two_groups(client, agent):
+    agent.groups.add(Group.objects.get(name=roles.OPS))
+    client.force_login(agent)
+    assert f'data-testid="user-role">{roles.SUPPORT_AGENT}<' in html(client.get("/admin/support/"))
+
+
+def test_assignee_picker_lists_each_agent_once_and_keeps_a_former_one(
+    client, agent, agent2, make_ticket
+):
+    ticket = make_ticket(assignee=agent2)
+    client.force_login(agent)
+
+    def picker() -> str:
+        page = html(client.get(f"/admin/support/{ticket.pk}/"))
+        return re.search(r'<select id="prop-assignee".*?</select>', page, re.S).group(0)
+
+    options = re.findall(r'<option value="(\w+)"( selected)?>', picker())
+    assert ("none", "") in options and (str(agent.pk), "") in options
+    assert [o for o in options if o[0] == str(agent2.pk)] == [(str(agent2.pk), " selected")]
+    # agent2 leaves the support team: no longer offered, still shown as the assignee, once.
+    agent2.groups.clear()
+    options = re.findall(r'<option value="(\w+)"( selected)?>', picker())
+    assert [o for o in options if o[0] == str(agent2.pk)] == [(str(agent2.pk), " selected")]
+    assert options[-1] == (str(agent2.pk), " selected")
+
+
 def test_viewing_the_ticket_records_that_the_customer_was_viewed(client, agent, worked_ticket):
     client.force_login(agent)
     client.get(f"/admin/support/{worked_ticket.pk}/")
@@ -500,23 +535,24 @@ def test_ticket_page_runs_a_fixed_number_of_queries(
     many = count_queries(lambda: client.get(f"/admin/support/{ticket.pk}/"))
 
     assert few == many
-    # Session, user, two permission loads, role, ticket, agents, categories, canned replies,
-    # comments, timeline, other tickets, and the customer.viewed entry (savepoint, insert,
-    # release).
-    with django_assert_max_num_queries(15):
+    # Session, user, permissions (one query), role, ticket, agents, categories, canned
+    # replies, comments, timeline, other tickets, and the customer.viewed entry (savepoint,
+    # insert, release).
+    with django_assert_max_num_queries(14):
         client.get(f"/admin/support/{ticket.pk}/")
 
 
 @pytest.mark.parametrize(
     ("part", "start", "bound"),
     [
-        # The insides of the page's header and cards, which stay put (see ticket.html).
-        ("header", '<div class="ticket-kicker">', 5),
-        ("actions", '<header class="card-header"><h2>Properties</h2>', 7),
-        ("timeline", '<header class="card-header"><h2>Activity</h2>', 6),
-        ("conversation", '<section class="conversation" id="conversation"', 7),
+        # The insides of the page's header and cards, which stay put (see ticket.html): the
+        # session, the user, their permissions (one query) and the ticket, then each one's own.
+        ("header", '<div class="ticket-kicker">', 4),
+        ("actions", '<header class="card-header"><h2>Properties</h2>', 6),
+        ("timeline", '<header class="card-header"><h2>Activity</h2>', 5),
+        ("conversation", '<section class="conversation" id="conversation"', 6),
         # The SLA card, loaded after the page: the ticket's targets.
-        ("sla", '<header class="card-header"><h2>SLA</h2>', 6),
+        ("sla", '<header class="card-header"><h2>SLA</h2>', 5),
     ],
 )
 def test_ticket_fragments_render_alone(
