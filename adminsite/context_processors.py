@@ -2,7 +2,7 @@ from django.db import connection
 from django.utils.functional import SimpleLazyObject
 
 from adminsite.navigation import navigation_for
-from adminsite.roles import ROLE_ORDER
+from adminsite.roles import role_among
 
 # The user's group names in a plain query: role_of's ORM query over the many-to-many table cost
 # more to build than to run, on every console page.
@@ -13,11 +13,10 @@ _GROUP_NAMES = """
 
 
 def _role_label(user) -> str:
-    """As ``roles.role_of``: the first of ROLE_ORDER among the user's groups."""
+    """``roles.role_of``, with the group names read in a plain query."""
     with connection.cursor() as cursor:
         cursor.execute(_GROUP_NAMES, [user.pk])
-        names = {name for (name,) in cursor.fetchall()}
-    role = next((role for role in ROLE_ORDER if role in names), None)
+        role = role_among({name for (name,) in cursor.fetchall()})
     return role or ("Superuser" if user.is_superuser else "Staff")
 
 

@@ -20,6 +20,8 @@ from django.http import HttpResponse
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 
+from adminsite.permissions import preload_permissions
+
 
 def is_console_user(user) -> bool:
     return bool(user.is_authenticated and user.is_active and user.is_staff)
@@ -55,6 +57,7 @@ def permission_required(*perms: str):
     def decorator(view):
         @wraps(view)
         def wrapper(request, *args, **kwargs):
+            preload_permissions(request.user)  # one query for the view's and the page's checks
             if not request.user.has_perms(perms):
                 raise PermissionDenied(f"This page needs the permission {', '.join(perms)}.")
             return view(request, *args, **kwargs)

@@ -120,5 +120,9 @@ def role_of(user) -> str | None:
     """The user's staff role: the first of ROLE_ORDER among their groups, or None."""
     if not user.is_authenticated:
         return None
-    names = {group.name for group in user.groups.all()}
-    return next((role for role in ROLE_ORDER if role in names), None)
+    return role_among({group.name for group in user.groups.all()})
+
+
+def role_among(group_names) -> str | None:
+    """The first of ROLE_ORDER among ``group_names`` (a user's groups), or None."""
+    return next((role for role in ROLE_ORDER if role in group_names), None)

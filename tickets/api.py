@@ -16,9 +16,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.paginator import Paginator as DjangoPaginator
@@ -33,6 +31,7 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.response import Response
 
 from adminsite.api import CamelCased, CamelCasedRenderer, iso
+from adminsite.permissions import preload_permissions
 from adminsite.users import user_label
 from tickets import queries, services
 from tickets.filters import DEFAULT_API_ORDERING, ORDERINGS, FilterError, parse_filters
@@ -55,29 +54,6 @@ MAX_PAGE_SIZE = 500
 # --- permissions ---------------------------------------------------------------------------
 
 
-MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
-
-
-def load_permissions(user) -> None:
-    """Load ``user``'s permissions in one query into the per-request cache ModelBackend keeps
-    on the user object (``_perm_cache``, documented as the permission cache), instead of the
-    backend's two (direct permissions, then those through groups). Only when ModelBackend is
-    the sole backend and would run those queries: not for inactive users (no permissions)
-    nor superusers (every permission, answered without the cache)."""
-    if (
-        hasattr(user, "_perm_cache")
-        or not user.is_active
-        or user.is_superuser
-        or list(settings.AUTHENTICATION_BACKENDS) != [MODEL_BACKEND]
-    ):
-        return
-    direct = Permission.objects.filter(user=user).values_list("content_type__app_label", "codename")
-    via_groups = Permission.objects.filter(group__user=user).values_list(
-        "content_type__app_label", "codename"
-    )
-    user._perm_cache = {f"{app}.{codename}" for app, codename in direct.union(via_groups)}
-
-
 def ticket_access(**perms_by_method: str) -> type[BasePermission]:
     """Signed-in active users; staff must also hold the Django permission named for the
     request method. Customers pass here and are confined to their own tickets by
@@ -93,7 +69,7 @@ def ticket_access(**perms_by_method: str) -> type[BasePermission]:
             if not user.is_staff:
                 return True
             perm = perms_by_method.get(request.method) or perms_by_method.get("GET")
-            load_permissions(user)
+            preload_permissions(user)
             return user.has_perm(perm)
 
     return TicketAccess

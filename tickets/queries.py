@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import cast
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import BigIntegerField, Count, Func, Q, QuerySet, Sum, Window
@@ -65,40 +64,6 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 def from_epoch_us(value: int | None) -> dt.datetime | None:
     """The UTC datetime of an ``EpochMicroseconds`` value (None for NULL)."""
     return None if value is None else _EPOCH + dt.timedelta(microseconds=value)
-
-
-# A user's permissions, directly and through their groups, as app_label and codename: what
-# ModelBackend loads in two ORM queries, in one. Compiling those two joins cost several times
-# what running them did, on every console request.
-_USER_PERMISSIONS = """
-    SELECT ct.app_label, p.codename
-      FROM auth_permission p JOIN django_content_type ct ON ct.id = p.content_type_id
-     WHERE p.id IN (
-        SELECT up.permission_id FROM auth_user_user_permissions up WHERE up.user_id = %(user)s
-        UNION
-        SELECT gp.permission_id FROM auth_user_groups ug
-          JOIN auth_group_permissions gp ON gp.group_id = ug.group_id
-         WHERE ug.user_id = %(user)s)
-"""
-MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
-
-
-def preload_permissions(user) -> None:
-    """Fill the permission cache ModelBackend keeps on the user object for the request
-    (``_perm_cache``) in one query, so that the view's checks and the templates' ``perms``
-    read it instead of running the backend's two. Only where the backend would run them: an
-    active user, not a superuser (who holds every permission without the cache), with
-    ModelBackend the only backend, and nothing loaded yet."""
-    if (
-        hasattr(user, "_perm_cache")
-        or not user.is_active
-        or user.is_superuser
-        or list(settings.AUTHENTICATION_BACKENDS) != [MODEL_BACKEND]
-    ):
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(_USER_PERMISSIONS, {"user": user.pk})
-        user._perm_cache = {f"{app}.{codename}" for app, codename in cursor.fetchall()}
 
 
 def apply_filters(queryset: QuerySet, filters: TicketFilters) -> QuerySet:

@@ -10,7 +10,6 @@ needs another role) and the message next to the form, having changed nothing.
 from __future__ import annotations
 
 import json
-from functools import wraps
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -23,7 +22,7 @@ from django.utils.cache import patch_vary_headers
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
-from adminsite.decorators import permission_required as console_permission_required
+from adminsite.decorators import permission_required
 from adminsite.htmx import wants_fragment
 from adminsite.navigation import url_exists
 from adminsite.users import user_label
@@ -71,26 +70,6 @@ SORTS = [
     ("-updatedAt", "Recently updated"),
 ]
 STATUS_FILTERS = [("", "Active"), ("all", "All statuses"), *Status.choices]
-
-
-def permission_required(*perms: str):
-    """The console's ``permission_required`` (active staff holding every one of ``perms``),
-    with the staff member's permissions loaded first in one query (``preload_permissions``)
-    rather than in the two the checks here and the templates' ``perms`` would run."""
-
-    def decorator(view):
-        checked = console_permission_required(*perms)(view)
-
-        @wraps(checked)
-        def wrapper(request, *args, **kwargs):
-            user = request.user
-            if user.is_authenticated and user.is_staff:
-                queries.preload_permissions(user)
-            return checked(request, *args, **kwargs)
-
-        return wrapper
-
-    return decorator
 
 
 def _render(request, template: str, context: dict, *, partial: str | None, status: int = 200):

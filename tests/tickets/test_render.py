@@ -16,9 +16,9 @@ from django.template import engines
 from django.utils import timezone
 
 from adminsite import roles
+from adminsite.permissions import preload_permissions
 from tests.factories import CustomerFactory, StaffFactory
 from tickets import queries, services
-from tickets.api import load_permissions
 from tickets.filters import parse_filters
 from tickets.models import Comment, Priority, Ticket
 from tickets.templatetags import tickets_ui
@@ -191,19 +191,6 @@ def test_pk_url_matches_reverse(make_ticket):
         assert got == expected
 
 
-def test_load_permissions_gives_what_model_backend_loads(db, agent, django_assert_num_queries):
-    extra = Permission.objects.get(codename="view_logentry", content_type__app_label="admin")
-    agent.user_permissions.add(extra)  # one direct permission besides the role's group ones
-    fresh = type(agent).objects.get(pk=agent.pk)
-    with django_assert_num_queries(1):
-        load_permissions(fresh)
-        assert fresh.has_perm("tickets.view_ticket")
-        assert fresh.has_perm("admin.view_logentry")
-        assert not fresh.has_perm("tickets.delete_category")
-    expected = ModelBackend().get_all_permissions(type(agent).objects.get(pk=agent.pk))
-    assert fresh._perm_cache == expected
-
-
 def test_fixed_url_matches_the_url_tag(rf):
     request = rf.get("/admin/support/")
     for name in ("admin:index", "admin:logout", "tickets:queue", "api-docs"):
@@ -286,8 +273,8 @@ def test_preload_permissions_gives_what_model_backend_loads(db, agent, django_as
     agent.user_permissions.add(extra)  # one direct permission besides the role's group ones
     fresh = type(agent).objects.get(pk=agent.pk)
     with django_assert_num_queries(1):
-        queries.preload_permissions(fresh)
-        queries.preload_permissions(fresh)  # loaded once per user object
+        preload_permissions(fresh)
+        preload_permissions(fresh)  # loaded once per user object
         assert fresh.has_perm("tickets.view_ticket")
         assert fresh.has_perm("admin.view_logentry")
         assert not fresh.has_perm("tickets.delete_category")
@@ -302,8 +289,8 @@ def test_preload_permissions_leaves_superusers_and_inactive_users_alone(
     agent.is_superuser = True
     agent2.is_active = False
     with django_assert_num_queries(0):
-        queries.preload_permissions(agent)
-        queries.preload_permissions(agent2)
+        preload_permissions(agent)
+        preload_permissions(agent2)
         assert agent.has_perm("tickets.delete_category")
         assert not agent2.has_perm("tickets.view_ticket")
     assert not hasattr(agent, "_perm_cache") and not hasattr(agent2, "_perm_cache")
