@@ -20,6 +20,7 @@ from django.db import connection
 
 from adminsite.prepared import Statement
 from tickets.models import ACTIVE_STATUSES, AssignmentStrategy, Category
+from tickets.queries import CHANGE_TICKET_HOLDERS
 
 User = get_user_model()
 
@@ -31,38 +32,23 @@ def routes(category: Category) -> bool:
     )
 
 
-# Who may work tickets, as in ``services.is_assignable``: superusers and holders of
-# tickets.change_ticket, directly or through a group. Uncorrelated IN subqueries, which
-# PostgreSQL hashes once per statement.
-_WORKS_TICKETS = """
-    (u.is_superuser
-     OR u.id IN (SELECT ug.user_id FROM auth_user_groups ug
-                   JOIN auth_group_permissions gp ON gp.group_id = ug.group_id
-                  WHERE gp.permission_id IN (SELECT id FROM change_ticket))
-     OR u.id IN (SELECT up.user_id FROM auth_user_user_permissions up
-                  WHERE up.permission_id IN (SELECT id FROM change_ticket)))
-"""
 USER_COLUMNS = ("id", "username", "first_name", "last_name", "email", "is_staff", "is_active")
 
-# The candidates of one routing decision, locked in primary-key order. Written as SQL rather
+# The candidates of one routing decision (available agents of the team who may work tickets,
+# as ``queries.assignable_agents``), locked in primary-key order. Written as SQL rather
 # than a queryset: compiling the equivalent ORM query cost more than running it, and this
 # runs for every ticket created in a routed category (prepared once per connection, as
 # planning it cost more than running it too).
 _CANDIDATES = Statement(
     "tickets_route_candidates",
     f"""
-    WITH change_ticket AS (
-        SELECT p.id FROM auth_permission p
-          JOIN django_content_type ct ON ct.id = p.content_type_id
-         WHERE p.codename = 'change_ticket' AND ct.app_label = 'tickets'
-    )
     SELECT a.id, a.max_open_tickets, a.last_assigned_at,
            {", ".join(f"u.{c}" for c in USER_COLUMNS)}
       FROM tickets_agentprofile a
       JOIN auth_user u ON u.id = a.user_id
       JOIN tickets_supportteam_members m ON m.user_id = a.user_id AND m.supportteam_id = %(team)s
      WHERE a.is_available AND u.is_active AND u.is_staff AND a.user_id <> %(exclude)s
-       AND {_WORKS_TICKETS}
+       AND (u.is_superuser OR u.id IN ({CHANGE_TICKET_HOLDERS}))
      ORDER BY a.id
        FOR UPDATE OF a
 """,  # noqa: S608 - constants only; the team and user ids are bound parameters

@@ -630,10 +630,11 @@ def category_ids_by_slug() -> dict[str, int]:
     return dict(Category.objects.order_by("position", "name").values_list("slug", "id"))
 
 
-# Holders of tickets.change_ticket, directly or through a group. Written as SQL, as
-# tickets/assignment.py's candidates are: the ORM's version joined nine tables, and compiling
-# and planning it cost several times what running it did, on every queue and ticket page.
-_CHANGE_TICKET_HOLDERS = """
+# Holders of tickets.change_ticket, directly or through a group: with superusers, who may work
+# tickets (assignable_agents, agent_choices, the router's candidates in tickets/assignment.py).
+# Written as SQL: the ORM's version joined nine tables, and compiling and planning it cost
+# several times what running it did, on every queue and ticket page.
+CHANGE_TICKET_HOLDERS = """
     SELECT up.user_id FROM auth_user_user_permissions up WHERE up.permission_id IN (
         SELECT p.id FROM auth_permission p JOIN django_content_type ct ON ct.id = p.content_type_id
          WHERE p.codename = 'change_ticket' AND ct.app_label = 'tickets')
@@ -651,7 +652,7 @@ def assignable_agents() -> QuerySet:
     group, or as superusers): the assignee picker and the assignee check."""
     return (
         User.objects.filter(
-            Q(is_superuser=True) | Q(pk__in=RawSQL(_CHANGE_TICKET_HOLDERS, ())),  # noqa: S611 - constant SQL
+            Q(is_superuser=True) | Q(pk__in=RawSQL(CHANGE_TICKET_HOLDERS, ())),  # noqa: S611 - constant SQL
             is_active=True,
             is_staff=True,
         )
@@ -664,7 +665,7 @@ def assignable_agents() -> QuerySet:
 _AGENT_CHOICES = f"""
     SELECT u.id, u.username, u.first_name, u.last_name, u.email, u.is_staff
       FROM auth_user u
-     WHERE u.is_active AND u.is_staff AND (u.is_superuser OR u.id IN ({_CHANGE_TICKET_HOLDERS}))
+     WHERE u.is_active AND u.is_staff AND (u.is_superuser OR u.id IN ({CHANGE_TICKET_HOLDERS}))
      ORDER BY u.first_name, u.last_name, u.username
 """  # noqa: S608 - constant SQL
 
