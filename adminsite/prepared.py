@@ -1,28 +1,36 @@
-"""Server-side prepared statements for the few statements that run on every routed ticket.
+"""Server-side prepared statements for the few statements that run on every event or ticket.
 
 Django's psycopg backend binds parameters on the client and never prepares, so PostgreSQL
-plans each statement again on every call; for the short statements of automatic assignment
-the planning costs as much as running them. Preparing every statement (psycopg's
-``prepare_threshold``) is no option: after five runs PostgreSQL may switch a statement to a
-generic plan, which is far slower for the queue's full-text search. A :class:`Statement` is
-prepared with SQL ``PREPARE`` the first time a connection runs it, then run with ``EXECUTE``.
+parses and plans each statement again on every call; for the short statements of automatic
+assignment and the audit trail's insert that costs as much as running them. Preparing every
+statement (psycopg's automatic ``prepare_threshold``) is no option: after five runs PostgreSQL
+may switch a statement to a generic plan, which is far slower for the queue's full-text
+search. A :class:`Statement` is prepared by psycopg (protocol-level ``Parse``) the first time a
+connection runs it, then only bound and executed, with its parameters sent separately from the
+SQL instead of quoted into it.
 
-Prepared statements belong to the database session, not to a transaction: one prepared in a
-transaction that rolls back stays prepared. A ``PREPARE`` that fails (an aborted transaction)
-leaves nothing marked, so the next use prepares again.
+psycopg keeps track of what it prepared: a rollback, or a DROP or ALTER on the connection,
+makes it deallocate its statements, and the next run prepares again. It prepares one statement
+per combination of the types its values are sent with; NULLs and text are sent untyped, and so
+are integers here (every parameter is cast to its declared type in the SQL), so a statement
+whose integers are sometimes NULL is still prepared once.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-import weakref
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-# Names prepared on each open psycopg connection; a new connection starts with none.
-_prepared: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+import psycopg
+from django.db import DEFAULT_DB_ALIAS, connections
+from psycopg.types.numeric import Int8Dumper
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+# A threshold psycopg never reaches: nothing is prepared unless a Statement asks for it.
+ONLY_WHEN_ASKED = 2**31
 
 
 class Statement:
@@ -31,30 +39,81 @@ class Statement:
     def __init__(self, name: str, sql: str, parameters: Sequence[tuple[str, str]]) -> None:
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
             raise ValueError(f"statement name {name!r}: use lower-case letters, digits and _")
-        positions = {key: number for number, (key, _type) in enumerate(parameters, start=1)}
+        types = dict(parameters)
         used = set(_PLACEHOLDER.findall(sql))
-        if used != set(positions):
+        if used != set(types):
             raise ValueError(
                 f"statement {name!r}: placeholders {sorted(used)} do not match the declared"
-                f" parameters {sorted(positions)}"
+                f" parameters {sorted(types)}"
             )
         self.name = name
         self.keys = tuple(key for key, _type in parameters)
-        types = ", ".join(sql_type for _key, sql_type in parameters)
-        body = _PLACEHOLDER.sub(lambda match: f"${positions[match.group(1)]}", sql)
-        self.prepare_sql = (
-            f"PREPARE {name} ({types}) AS {body}" if types else f"PREPARE {name} AS {body}"
+        # Each parameter cast to its declared type, so an untyped NULL means the same.
+        self.sql = _PLACEHOLDER.sub(
+            lambda match: f"%({match.group(1)})s::{types[match.group(1)]}", sql
         )
-        arguments = ", ".join(["%s"] * len(parameters))
-        self.execute_sql = f"EXECUTE {name} ({arguments})" if parameters else f"EXECUTE {name}"
 
-    def execute(self, cursor, values: Mapping[str, Any]) -> None:
-        """Run the statement on ``cursor`` (a Django cursor) with ``values`` by name."""
-        raw = cursor.db.connection
-        done = _prepared.get(raw)
-        if done is None:
-            done = _prepared[raw] = set()
-        if self.name not in done:
-            cursor.execute(self.prepare_sql)
-            done.add(self.name)
-        cursor.execute(self.execute_sql, [values[key] for key in self.keys])
+    def execute(self, values: Mapping[str, Any], *, using: str = DEFAULT_DB_ALIAS) -> Any:
+        """Run the statement with ``values`` by name on the ``using`` connection, in its
+        current transaction; returns the cursor to fetch the results from. The cursor is this
+        statement's own on the connection: fetch before running the same statement again."""
+        db = connections[using]
+        # What Django's connection.cursor() and its cursor wrapper do around an execute:
+        # health check, connection, thread check, the broken-transaction check, execute
+        # wrappers, error wrapping, and the query log when DEBUG is on or a test counts.
+        db.close_if_health_check_failed()
+        db.ensure_connection()
+        db.validate_thread_sharing()
+        db.validate_no_broken_transaction()
+        cursor = _cursor(db.connection, self.name)
+        params = {key: values[key] for key in self.keys}
+        run = functools.partial(_run, db, cursor)
+        for wrapper in reversed(db.execute_wrappers):
+            run = functools.partial(wrapper, run)
+        if not db.queries_logged:
+            run(self.sql, params, False, {"connection": db, "cursor": cursor})
+            return cursor
+        started = time.monotonic()
+        try:
+            run(self.sql, params, False, {"connection": db, "cursor": cursor})
+        finally:
+            db.queries_log.append(
+                {
+                    "sql": f"/* {self.name} */ {_as_text(cursor, self.sql, params)}",
+                    "time": f"{time.monotonic() - started:.3f}",
+                }
+            )
+        return cursor
+
+
+def _run(db, cursor, sql, params, many, context) -> None:
+    with db.wrap_database_errors:
+        cursor.execute(sql, params, prepare=True)
+
+
+def _cursor(raw: psycopg.Connection, name: str) -> psycopg.Cursor:
+    """The statement's cursor on the psycopg connection ``raw`` (server-side binding; kept so
+    psycopg looks up how to send each type of value once). Kept on the connection itself, so
+    a reconnection starts afresh and both go together when Django drops the connection."""
+    cursors = getattr(raw, "_adminsite_statements", None)
+    if cursors is None:
+        cursors = raw._adminsite_statements = {}  # type: ignore[attr-defined]
+        raw.prepare_threshold = raw.prepare_threshold or ONLY_WHEN_ASKED
+    cursor = cursors.get(name)
+    if cursor is None or cursor.closed:
+        cursor = cursors[name] = psycopg.Cursor(raw)
+        cursor.adapters.register_dumper(int, _UntypedIntDumper)
+    return cursor
+
+
+class _UntypedIntDumper(Int8Dumper):
+    """An integer as text of no declared type, as psycopg sends NULL: the SQL's cast types it."""
+
+    oid = 0
+
+
+def _as_text(cursor: psycopg.Cursor, sql: str, params: Mapping[str, Any]) -> str:
+    """The statement with its values quoted in, for the query log."""
+    return sql % {
+        key: psycopg.sql.Literal(value).as_string(cursor) for key, value in params.items()
+    }

@@ -26,7 +26,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, models, transaction
 from django.utils import timezone
 
 from adminsite.prepared import Statement
@@ -92,9 +92,7 @@ def record_many(events: Sequence[Event]) -> list[int]:
     if not rows:
         return []
     columns = {column: [row[column] for row in rows] for column, _type in _INSERT_COLUMNS}
-    with connection.cursor() as cursor:
-        _INSERT_MANY.execute(cursor, columns)
-        return [entry_id for (entry_id,) in cursor.fetchall()]
+    return [entry_id for (entry_id,) in _INSERT_MANY.execute(columns).fetchall()]
 
 
 def _entry_row(event, target, changes, data, actor) -> tuple[dict, dict, tuple]:
@@ -156,8 +154,7 @@ def _entry_attnames() -> tuple[str, ...]:
 # 25-column INSERT on every call, which costs more than the insert itself and counts against
 # the 1 ms that recording may add to a request. It is prepared once per connection
 # (adminsite.prepared), so PostgreSQL parses and plans the INSERT once instead of on every
-# event, and run with a cursor kept per connection (_insert_cursor), so psycopg looks up how to
-# send each type of value once, not on every event.
+# event, and its values are sent apart from the SQL instead of quoted into it.
 _INSERT_COLUMNS = (
     ("timestamp", "timestamptz"), ("event", "text"), ("action", "smallint"), ("source", "text"),
     ("actor_id", "integer"), ("actor_name", "text"), ("actor_email", "text"), ("impersonator_id", "integer"),
@@ -181,32 +178,8 @@ _INSERT_MANY = Statement(
 )
 
 
-def _insert_cursor(raw: Any) -> Any:
-    """A Django cursor (client-side binding, as everywhere) kept on the psycopg connection
-    ``raw``: one per connection, so one per thread, and a reconnection makes a new one. Kept on
-    the connection itself, both go together when Django drops the connection."""
-    cursor = getattr(raw, "_audit_insert_cursor", None)
-    if cursor is None or cursor.closed:
-        cursor = raw._audit_insert_cursor = raw.cursor()
-    return cursor
-
-
 def _insert(row: dict[str, Any]) -> int:
-    db = connections[DEFAULT_DB_ALIAS]
-    if db.queries_logged:
-        # DEBUG is on or a test counts queries: a cursor of its own, which logs the statements.
-        with db.cursor() as logged:
-            _INSERT.execute(logged, row)
-            return logged.fetchone()[0]
-    # What Django's connection.cursor() does (health check, connection, thread check), then its
-    # cursor wrapper: error wrapping, the broken-transaction check and execute wrappers. The
-    # wrapper is not closed: that would close the kept cursor.
-    db.close_if_health_check_failed()
-    db.ensure_connection()
-    db.validate_thread_sharing()
-    wrapped = db.make_cursor(_insert_cursor(db.connection))
-    _INSERT.execute(wrapped, row)
-    return wrapped.fetchone()[0]
+    return _INSERT.execute(row).fetchone()[0]
 
 
 def record_access(*, customer, what: str, data: Mapping[str, Any] | None = None) -> AuditEntry:

@@ -10,9 +10,13 @@ DATABASE_URL), which it drops and recreates unless ``--reuse`` finds it loaded. 
 
 1. record(): median time one call adds inside a request-like transaction (target <= 1 ms),
    and the median commit that follows;
-2. eight writer processes, one entry per transaction, with the sealer process running beside
-   them as in production: events per second in total, and how long after the writers stopped
-   every entry was linked (target >= 2,000/s, all linked);
+2. eight writer processes, with the sealer process running beside them as in production:
+   events per second in total, and how long after the writers stopped every entry was linked
+   (target >= 2,000/s, all linked). Three runs: each entry its own transaction, committed by
+   its INSERT alone (autocommit, as Django runs a statement outside ``atomic()``: how a GET
+   request records its access event or a login its ``auth.login``); one entry inside
+   ``transaction.atomic()`` (BEGIN and COMMIT as round trips of their own, which a real action
+   pays for its own writes anyway); and ``--batch`` entries per transaction;
 3. audit_verify over every entry in the database: entries per second (target >= 100,000/s);
 4. the viewer's first page filtered by actor and by target (target < 100 ms), after loading
    the entries with COPY (load time printed), with the plans of their queries.
@@ -289,6 +293,10 @@ def writer_child(seconds: float, name: str, per_transaction: int) -> int:
     deadline = time.monotonic() + seconds
     with audit_context(request_id=f"bench-{name}", source="bench"):
         while time.monotonic() < deadline:
+            if not per_transaction:  # autocommit: the INSERT is the whole transaction
+                record("bench.write", data={"writer": name, "n": count})
+                count += 1
+                continue
             with transaction.atomic():
                 for _ in range(per_transaction):
                     record("bench.write", data={"writer": name, "n": count})
@@ -573,13 +581,12 @@ def main() -> int:
         log(f"          the commit that follows: median {seal_median:.3f} ms")
 
     for per_transaction in (
-        ((1, args.batch) if args.batch > 1 else (1,)) if "writers" in parts else ()
+        ((0, 1, args.batch) if args.batch > 1 else (0, 1)) if "writers" in parts else ()
     ):
-        how = (
-            "one entry per transaction"
-            if per_transaction == 1
-            else f"{per_transaction} entries per transaction"
-        )
+        how = {
+            0: "one entry per transaction, committed by its INSERT (autocommit)",
+            1: "one entry per transaction.atomic() block",
+        }.get(per_transaction, f"{per_transaction} entries per transaction.atomic() block")
         log(f"\n(2) {args.writers} writer processes for {args.seconds:.0f} s, {how}:")
         result = bench_writers(url, args.writers, args.seconds, per_transaction)
         rate = result["total"] / result["elapsed"]

@@ -113,23 +113,21 @@ def pick_agent(*, category: Category, now, exclude_user_id: int | None = None):
     user (their profile's ``last_assigned_at`` set to ``now``) or None."""
     if not routes(category):
         return None
-    with connection.cursor() as cursor:
-        _CANDIDATES.execute(cursor, {"team": category.team_id, "exclude": exclude_user_id or 0})
-        # (profile id, cap, last routed, user id, ...user columns)
-        rows = cursor.fetchall()
-        if not rows:
-            return None
-        _CHOOSE.execute(
-            cursor,
-            {
-                "statuses": list(ACTIVE_STATUSES),
-                "users": [row[3] for row in rows],
-                "profiles": [row[0] for row in rows],
-                "least_load": category.assignment_strategy == AssignmentStrategy.LEAST_LOAD,
-                "now": now,
-            },
-        )
-        chosen = cursor.fetchone()
+    # (profile id, cap, last routed, user id, ...user columns)
+    rows = _CANDIDATES.execute(
+        {"team": category.team_id, "exclude": exclude_user_id or 0}
+    ).fetchall()
+    if not rows:
+        return None
+    chosen = _CHOOSE.execute(
+        {
+            "statuses": list(ACTIVE_STATUSES),
+            "users": [row[3] for row in rows],
+            "profiles": [row[0] for row in rows],
+            "least_load": category.assignment_strategy == AssignmentStrategy.LEAST_LOAD,
+            "now": now,
+        }
+    ).fetchone()
     if chosen is None:
         return None
     row = next(row for row in rows if row[3] == chosen[0])

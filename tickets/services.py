@@ -144,21 +144,17 @@ _ROUTED_ASSIGNMENT = Statement(
 
 
 def _write_routed_assignment(ticket: Ticket, *, from_label: str, to_label: str) -> int:
-    with connection.cursor() as cursor:
-        _ROUTED_ASSIGNMENT.execute(
-            cursor,
-            {
-                "ticket": ticket.pk,
-                "kind": EventKind.ASSIGNEE.value,
-                "from_value": from_label[:300],
-                "to_value": to_label[:300],
-                "at": ticket.updated_at,
-                "assignee": ticket.assignee_id,
-                "auto_assigned": ticket.auto_assigned,
-                "needs_assignment": ticket.needs_assignment,
-            },
-        )
-        return cursor.fetchone()[0]
+    values = {
+        "ticket": ticket.pk,
+        "kind": EventKind.ASSIGNEE.value,
+        "from_value": from_label[:300],
+        "to_value": to_label[:300],
+        "at": ticket.updated_at,
+        "assignee": ticket.assignee_id,
+        "auto_assigned": ticket.auto_assigned,
+        "needs_assignment": ticket.needs_assignment,
+    }
+    return _ROUTED_ASSIGNMENT.execute(values).fetchone()[0]
 
 
 def _clean_subject(subject: str) -> str:
