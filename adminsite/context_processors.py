@@ -1,22 +1,26 @@
-from django.db import connection
 from django.utils.functional import SimpleLazyObject
 
 from adminsite.navigation import navigation_for
+from adminsite.prepared import Statement
 from adminsite.roles import role_among
 
-# The user's group names in a plain query: role_of's ORM query over the many-to-many table cost
-# more to build than to run, on every console page.
-_GROUP_NAMES = """
+# The user's group names in a plain query, prepared once per connection: role_of's ORM query
+# over the many-to-many table cost more to build than to run, and planning the join more than
+# running it, on every console page.
+_GROUP_NAMES = Statement(
+    "console_group_names",
+    """
     SELECT g.name FROM auth_group g JOIN auth_user_groups ug ON ug.group_id = g.id
-     WHERE ug.user_id = %s
-"""
+     WHERE ug.user_id = %(user)s
+""",
+    [("user", "bigint")],
+)
 
 
 def _role_label(user) -> str:
     """``roles.role_of``, with the group names read in a plain query."""
-    with connection.cursor() as cursor:
-        cursor.execute(_GROUP_NAMES, [user.pk])
-        role = role_among({name for (name,) in cursor.fetchall()})
+    names = {name for (name,) in _GROUP_NAMES.execute({"user": user.pk}).fetchall()}
+    role = role_among(names)
     return role or ("Superuser" if user.is_superuser else "Staff")
 
 

@@ -10,29 +10,33 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache
 from typing import cast
 
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import BigIntegerField, Count, Func, Q, QuerySet, Sum, Window
+from django.db.models import (
+    Count,
+    Prefetch,
+    Q,
+    QuerySet,
+    prefetch_related_objects,
+)
 from django.db.models.expressions import RawSQL
 from django.http import Http404
 
+from adminsite.prepared import Statement
 from tickets.filters import TicketFilters
 from tickets.models import (
-    ACTIVE,
     ACTIVE_STATUSES,
     CannedReply,
     Category,
     Comment,
+    EventKind,
     Priority,
     SavedView,
     Status,
     Ticket,
-    TicketCount,
     TicketEvent,
-    TicketQuerySet,
 )
 from tickets.search import search_condition
 
@@ -47,22 +51,20 @@ def _related_user_fields(*relations: str) -> list[str]:
     return [f"{relation}__{name}" for relation in relations for name in USER_FIELDS]
 
 
-class EpochMicroseconds(Func):
-    """A timestamp as whole microseconds since 1970 (a bigint; NULL stays NULL), for reads of
-    many rows: the database backend parses every timestamptz from text in Python, about ten
-    microseconds each (a queue page has 300 of them, a long thread 200), where an integer
-    loads in C; ``from_epoch_us`` gives back the same aware datetime. Exact on PostgreSQL 14
-    and later, where EXTRACT returns numeric."""
-
-    template = "(EXTRACT(EPOCH FROM %(expressions)s) * 1000000)::bigint"
-    output_field = BigIntegerField()
+def epoch_us(column: str) -> str:
+    """SQL for timestamp ``column`` as whole microseconds since 1970 (a bigint; NULL stays
+    NULL), for reads of many rows: the database driver parses every timestamptz from text in
+    Python, about ten microseconds each (a queue page has 300 of them, a long thread 200),
+    where an integer loads in C; ``from_epoch_us`` gives back the same aware datetime. Exact
+    on PostgreSQL 14 and later, where EXTRACT returns numeric."""
+    return f"(EXTRACT(EPOCH FROM {column}) * 1000000)::bigint"
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def from_epoch_us(value: int | None) -> dt.datetime | None:
-    """The UTC datetime of an ``EpochMicroseconds`` value (None for NULL)."""
+    """The UTC datetime of an ``epoch_us`` value (None for NULL)."""
     return None if value is None else _EPOCH + dt.timedelta(microseconds=value)
 
 
@@ -135,12 +137,7 @@ def queue_stats(*, filters: TicketFilters) -> dict[str, int]:
     capped = False
     groups: Iterable[tuple[str, str, bool, int]]
     if filters.facets_only:
-        groups = (
-            _facet_counts(filters)
-            .order_by()
-            .values_list("status", "priority", "sla_breached")
-            .annotate(n=Sum("n"))
-        )
+        groups = _facet_counts(filters)
     else:
         tickets = apply_filters(Ticket.objects.all(), filters).order_by()
         if filters.search:
@@ -176,19 +173,55 @@ def queue_stats(*, filters: TicketFilters) -> dict[str, int]:
     return stats
 
 
-def _facet_counts(filters: TicketFilters) -> QuerySet:
-    q = Q() if set(filters.statuses) >= set(Status.values) else Q(status__in=filters.statuses)
-    if filters.priorities:
-        q &= Q(priority__in=filters.priorities)
-    if filters.category_ids:
-        q &= Q(category_id__in=filters.category_ids)
-    if filters.assignee == "none":
-        q &= Q(assignee_key=0)
-    elif filters.assignee is not None:
-        q &= Q(assignee_key=filters.assignee)
-    if filters.breached is not None:
-        q &= Q(sla_breached=filters.breached)
-    return TicketCount.objects.filter(q)
+# The counters of a facet-only scope, per (status, priority, breach) for the queue's cards and
+# in all for the list API's count. Statements for every such scope, prepared once per
+# connection (compiling the ORM's aggregate cost more than running it, on every queue page);
+# a facet left out is NULL, which keeps every row.
+_FACET_SCOPE = """
+      FROM tickets_ticketcount
+     WHERE (%(statuses)s IS NULL OR status = ANY(%(statuses)s))
+       AND (%(priorities)s IS NULL OR priority = ANY(%(priorities)s))
+       AND (%(categories)s IS NULL OR category_id = ANY(%(categories)s))
+       AND (%(assignee)s IS NULL OR assignee_key = %(assignee)s)
+       AND (%(breached)s IS NULL OR sla_breached = %(breached)s)
+"""
+_FACETS = [
+    ("statuses", "text[]"),
+    ("priorities", "text[]"),
+    ("categories", "bigint[]"),
+    ("assignee", "bigint"),
+    ("breached", "boolean"),
+]
+_FACET_COUNTS = Statement(
+    "tickets_facet_counts",
+    f"SELECT status, priority, sla_breached, sum(n) {_FACET_SCOPE}"
+    " GROUP BY status, priority, sla_breached",  # noqa: S608 - constant SQL
+    _FACETS,
+)
+_FACET_TOTAL = Statement(
+    "tickets_facet_total",
+    f"SELECT coalesce(sum(n), 0) {_FACET_SCOPE}",  # noqa: S608 - constant SQL
+    _FACETS,
+)
+
+
+def _facets(filters: TicketFilters) -> dict:
+    """The values of a facet-only scope for _FACET_SCOPE."""
+    # Every status selected is no filter at all.
+    statuses = None if set(filters.statuses) >= set(Status.values) else list(filters.statuses)
+    return {
+        "statuses": statuses,
+        "priorities": list(filters.priorities) or None,
+        "categories": list(filters.category_ids) or None,
+        # The counters key an unassigned ticket as assignee 0.
+        "assignee": 0 if filters.assignee == "none" else filters.assignee,
+        "breached": filters.breached,
+    }
+
+
+def _facet_counts(filters: TicketFilters) -> list[tuple[str, str, bool, int]]:
+    """(status, priority, breached, tickets) for a facet-only scope, from the counters."""
+    return _FACET_COUNTS.execute(_facets(filters)).fetchall()
 
 
 def ticket_count(*, user, filters: TicketFilters) -> int:
@@ -196,7 +229,7 @@ def ticket_count(*, user, filters: TicketFilters) -> int:
     counters for staff with facet-only filters, else a count of the visible tickets."""
     sees_all = user.is_staff and user.has_perm("tickets.view_ticket")
     if sees_all and filters.facets_only:
-        return _facet_counts(filters).aggregate(total=Sum("n"))["total"] or 0
+        return int(_FACET_TOTAL.execute(_facets(filters)).fetchone()[0])
     return apply_filters(Ticket.objects.visible_to(user), filters).count()
 
 
@@ -351,7 +384,7 @@ class QueueRow:
         return PRIORITY_LABELS.get(self.priority, self.priority)
 
 
-# Read as EpochMicroseconds (see there): nine timestamps a row, most of them set.
+# Read as epoch_us (see there): nine timestamps a row, most of them set.
 QUEUE_ROW_TIMES = frozenset(
     name
     for name in QUEUE_ROW_COLUMNS
@@ -361,7 +394,7 @@ QUEUE_ROW_TIMES = frozenset(
 
 def _queue_rows(values) -> list[QueueRow]:
     """QueueRows from ``values`` rows (the QUEUE_ROW_COLUMNS, the QUEUE_ROW_TIMES among them
-    as EpochMicroseconds, then the category's, the requester's and the assignee's columns);
+    as epoch_us, then the category's, the requester's and the assignee's columns);
     one record per category and person."""
     n_row, n_cat, n_person = (
         len(QUEUE_ROW_COLUMNS),
@@ -399,43 +432,56 @@ def _queue_rows(values) -> list[QueueRow]:
     return rows
 
 
-@cache
-def _queue_row_values() -> TicketQuerySet:
-    """Every ticket's queue row columns (``_queue_rows`` reads them), set up once per process:
-    selecting some thirty columns over three joins cost a millisecond a page. Only ever
-    filtered, ordered and sliced, which copy it; never evaluated itself."""
-    # values_list keeps the manager's queryset class (and its visible_to).
-    rows = Ticket.objects.values_list(
+# A page's rows for its ticket ids, in the ids' order (as ``_queue_rows`` reads them): the
+# QUEUE_ROW_COLUMNS, the QUEUE_ROW_TIMES as epoch_us (see there), then the category's,
+# the requester's and the assignee's columns. A fixed statement, prepared once per connection:
+# building the three joins in the ORM and planning them cost more than running them, on
+# every page of the queue.
+_QUEUE_ROW_SELECT = ", ".join(
+    [
         *(
-            EpochMicroseconds(name) if name in QUEUE_ROW_TIMES else name
+            epoch_us(f"t.{name}") if name in QUEUE_ROW_TIMES else f"t.{name}"
             for name in QUEUE_ROW_COLUMNS
         ),
-        *(f"category__{name}" for name in ROW_CATEGORY_COLUMNS),
-        *(f"requester__{name}" for name in ROW_PERSON_COLUMNS),
-        *(f"assignee__{name}" for name in ROW_PERSON_COLUMNS),
-    )
-    return cast(TicketQuerySet, rows)
+        *(f"c.{name}" for name in ROW_CATEGORY_COLUMNS),
+        *(f"r.{name}" for name in ROW_PERSON_COLUMNS),
+        *(f"a.{name}" for name in ROW_PERSON_COLUMNS),
+    ]
+)
+_QUEUE_ROWS = Statement(
+    "tickets_queue_rows",
+    f"""
+    SELECT {_QUEUE_ROW_SELECT}
+      FROM unnest(%(ids)s) WITH ORDINALITY AS page (id, n)
+      JOIN tickets_ticket t ON t.id = page.id
+      JOIN tickets_category c ON c.id = t.category_id
+      JOIN auth_user r ON r.id = t.requester_id
+      LEFT JOIN auth_user a ON a.id = t.assignee_id
+     ORDER BY page.n
+""",  # noqa: S608 - constants only; the ids are a bound parameter
+    [("ids", "bigint[]")],
+)
 
 
 def queue_page(*, user, filters: TicketFilters, page: int = 1, per_page: int = 50) -> QueuePage:
-    """One page of the staff queue with its statistics: two queries, the stats' total
-    serving as the page count. A page past the end shows the last page. The tickets are
-    QueueRows (the QUEUE_ROW_COLUMNS, no description)."""
+    """One page of the staff queue with its statistics: three queries whatever the page or
+    the data size — the statistics (their total serves as the page count), the page's ticket
+    ids, and those tickets' rows. A page past the end shows the last page. The tickets are
+    QueueRows (the QUEUE_ROW_COLUMNS, no description).
+
+    The ids come from the filtered, ordered tickets without the display joins: a walk of one
+    index (index-only when the ordering has one), which also keeps deep pages cheap (see
+    ``page_slice``)."""
     stats = queue_stats(filters=filters)
     last_page = max(1, -(-stats["total"] // per_page))
     number = min(max(1, page), last_page)
     offset = (number - 1) * per_page
-    values = apply_filters(_queue_row_values().visible_to(user), filters).order_by(
-        *filters.order_by
+    ids = list(
+        ticket_queue_ids(user=user, filters=filters).values_list("pk", flat=True)[
+            offset : offset + per_page
+        ]
     )
-    # The id walk of a deep page (page_slice) reads the rows without the display joins.
-    deep = offset >= DEFERRED_JOIN_FROM
-    rows = page_slice(
-        values,
-        offset,
-        offset + per_page,
-        id_source=ticket_queue_ids(user=user, filters=filters) if deep else None,
-    )
+    rows = _QUEUE_ROWS.execute({"ids": ids}).fetchall() if ids else []
     return QueuePage(tickets=_queue_rows(rows), stats=stats, number=number, per_page=per_page)
 
 
@@ -448,17 +494,20 @@ def ticket_for(user, ticket_id) -> Ticket:
         raise Http404("No such ticket.") from None
     if not 0 < pk < 2**63:
         raise Http404("No such ticket.")
-    queryset = (
-        Ticket.objects.visible_to(user)
-        .select_related(
-            "category", "requester", "assignee", "merged_into", "requester__support_profile"
-        )
-        .defer("merged_into__search_vector", "merged_into__description")
+    queryset = Ticket.objects.visible_to(user).select_related(
+        "category", "requester", "assignee", "requester__support_profile"
     )
     try:
-        return queryset.get(pk=pk)
+        ticket = queryset.get(pk=pk)
     except Ticket.DoesNotExist:
         raise Http404("No such ticket.") from None
+    if ticket.merged_into_id is not None:
+        # Read apart, for the few merged tickets: joining the tickets table a second time
+        # (with its many indexes) doubled the time PostgreSQL took to plan every ticket's read.
+        prefetch_related_objects(
+            [ticket], Prefetch("merged_into", Ticket.objects.only("id", "ticket_number", "subject"))
+        )
+    return ticket
 
 
 @dataclass(frozen=True, slots=True)
@@ -497,6 +546,29 @@ class ThreadComment:
 THREAD_COLUMNS = ("id", "ticket_id", "body", "is_internal", "parent_id", "created_at")
 
 
+# A thread's rows: the THREAD_COLUMNS (created_at as epoch_us, see there), the
+# ticket a merge moved the comment from (id and number), then the author's USER_FIELDS.
+# Prepared once per connection (planning the join with the tickets table cost more than
+# running it); the customer's thread is a statement of its own that never reads a note.
+_THREAD_SQL = f"""
+    SELECT c.id, c.ticket_id, c.body, c.is_internal, c.parent_id,
+           {epoch_us("c.created_at")},
+           c.merged_from_id, m.ticket_number,
+           {", ".join(f"u.{name}" for name in USER_FIELDS)}
+      FROM tickets_comment c
+      JOIN auth_user u ON u.id = c.author_id
+      LEFT JOIN tickets_ticket m ON m.id = c.merged_from_id
+     WHERE c.ticket_id = %(ticket)s{{public}}
+     ORDER BY c.created_at, c.id
+"""  # noqa: S608 - constants only; the ticket id is a bound parameter
+_THREAD = Statement("tickets_thread", _THREAD_SQL.format(public=""), [("ticket", "bigint")])
+_PUBLIC_THREAD = Statement(
+    "tickets_public_thread",
+    _THREAD_SQL.format(public=" AND NOT c.is_internal"),
+    [("ticket", "bigint")],
+)
+
+
 def comments_for(ticket: Ticket, *, include_internal: bool) -> list[ThreadComment]:
     """The ticket's comments in thread order (depth first, each level oldest first), one
     query. Each comment gets ``depth`` (0 for top level) and ``replies`` (its direct
@@ -505,17 +577,8 @@ def comments_for(ticket: Ticket, *, include_internal: bool) -> list[ThreadCommen
 
     Read as values into ThreadComments, one RowPerson per author: a long thread has a few
     authors, and building a Comment and a User per row was most of the ticket's read time."""
-    queryset = Comment.objects.filter(ticket_id=ticket.pk)
-    if not include_internal:
-        queryset = queryset.filter(is_internal=False)
-    # created_at as EpochMicroseconds (see there): one timestamp per comment.
-    values = queryset.order_by("created_at", "id").values_list(
-        *THREAD_COLUMNS[:-1],
-        EpochMicroseconds("created_at"),
-        "merged_from_id",
-        "merged_from__ticket_number",
-        *(f"author__{name}" for name in USER_FIELDS),
-    )
+    thread = _THREAD if include_internal else _PUBLIC_THREAD
+    values = thread.execute({"ticket": ticket.pk}).fetchall()
     n = len(THREAD_COLUMNS)
     authors: dict[int, RowPerson] = {}
     comments: list[ThreadComment] = []
@@ -553,22 +616,54 @@ def comments_for(ticket: Ticket, *, include_internal: bool) -> list[ThreadCommen
     return ordered
 
 
-def timeline_for(ticket: Ticket) -> list[TicketEvent]:
+EVENT_KIND_LABELS = dict(EventKind.choices)
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEvent:
+    """One line of the ticket page's timeline (a TicketEvent's shown columns) and who did it
+    (None for the system)."""
+
+    pk: int
+    kind: str
+    from_value: str
+    to_value: str
+    created_at: dt.datetime
+    actor: RowPerson | None
+
+    def get_kind_display(self) -> str:
+        return EVENT_KIND_LABELS.get(self.kind, self.kind)
+
+
+# Prepared once per connection, like the thread (created_at as epoch_us, see there).
+_TIMELINE = Statement(
+    "tickets_timeline",
+    f"""
+    SELECT e.id, e.kind, e.from_value, e.to_value,
+           {epoch_us("e.created_at")},
+           {", ".join(f"u.{name}" for name in USER_FIELDS)}
+      FROM tickets_ticketevent e
+      LEFT JOIN auth_user u ON u.id = e.actor_id
+     WHERE e.ticket_id = %(ticket)s
+     ORDER BY e.created_at, e.id
+""",  # noqa: S608 - constants only; the ticket id is a bound parameter
+    [("ticket", "bigint")],
+)
+
+
+def timeline_for(ticket: Ticket) -> list[TimelineEvent]:
     """The ticket's activity timeline, oldest first, one query."""
-    return list(
-        TicketEvent.objects.filter(ticket_id=ticket.pk)
-        .select_related("actor")
-        .only(
-            "id",
-            "ticket_id",
-            "kind",
-            "from_value",
-            "to_value",
-            "created_at",
-            *_related_user_fields("actor"),
-        )
-        .order_by("created_at", "id")
-    )
+    actors: dict[int, RowPerson] = {}
+    events = []
+    for pk, kind, from_value, to_value, created, *actor_columns in _TIMELINE.execute(
+        {"ticket": ticket.pk}
+    ).fetchall():
+        actor = None
+        if actor_columns[0] is not None and (actor := actors.get(actor_columns[0])) is None:
+            actor = actors[actor_columns[0]] = RowPerson(*actor_columns)
+        created_at = cast(dt.datetime, from_epoch_us(created))
+        events.append(TimelineEvent(pk, kind, from_value, to_value, created_at, actor))
+    return events
 
 
 @dataclass(frozen=True, slots=True)
@@ -584,23 +679,36 @@ class OtherTicket:
         return STATUS_LABELS.get(self.status, self.status)
 
 
+# The requester's latest other tickets, each row with how many they have in all and active
+# (window counts over every other ticket, before the LIMIT). Prepared once per connection:
+# planning it cost more than running it.
+_OTHER_TICKETS = Statement(
+    "tickets_other_tickets",
+    """
+    SELECT id, ticket_number, subject, status, count(*) OVER (),
+           count(*) FILTER (WHERE status = ANY(%(active)s)) OVER ()
+      FROM tickets_ticket
+     WHERE requester_id = %(requester)s AND id <> %(ticket)s
+     ORDER BY created_at DESC, id DESC
+     LIMIT %(shown)s
+""",
+    [("requester", "bigint"), ("ticket", "bigint"), ("active", "text[]"), ("shown", "bigint")],
+)
+
+
 def customer_context(ticket: Ticket) -> dict:
     """What an agent needs to know about the requester: the customer (already loaded with
     the ticket), their latest other tickets (OtherTickets) and how many they have, open and
     in all. One query. Showing this is an access to personal data: the view records it with
     ``services.record_customer_context_viewed``."""
-    rows = list(
-        Ticket.objects.filter(requester_id=ticket.requester_id)
-        .exclude(pk=ticket.pk)
-        .annotate(
-            total_count=Window(Count("*")),
-            open_count=Window(Count("status", filter=ACTIVE)),
-        )
-        .order_by("-created_at", "-id")
-        .values_list("id", "ticket_number", "subject", "status", "total_count", "open_count")[
-            :OTHER_TICKETS_SHOWN
-        ]
-    )
+    rows = _OTHER_TICKETS.execute(
+        {
+            "requester": ticket.requester_id,
+            "ticket": ticket.pk,
+            "active": list(ACTIVE_STATUSES),
+            "shown": OTHER_TICKETS_SHOWN,
+        }
+    ).fetchall()
     return {
         "customer": ticket.requester,
         "other_tickets": [OtherTicket(*row[:4]) for row in rows],
@@ -691,17 +799,121 @@ BUILTIN_VIEWS = (
 
 def saved_views_for(user) -> list[dict]:
     """Built-in views first, then the user's own (one query)."""
-    own = SavedView.objects.filter(user=user).only("id", "name", "query_string").order_by("name")
+    own = SavedView.objects.filter(user=user).order_by("name")
+    return _saved_views(own.values_list("id", "name", "query_string"))
+
+
+def _saved_views(own: Iterable) -> list[dict]:
+    """The built-in views, then ``own`` ((id, name, query string) of the user's, by name)."""
     return [
         *(
             {"id": None, "name": name, "query_string": query, "builtin": True}
             for name, query in BUILTIN_VIEWS
         ),
         *(
-            {"id": v.pk, "name": v.name, "query_string": v.query_string, "builtin": False}
-            for v in own
+            {"id": pk, "name": name, "query_string": query, "builtin": False}
+            for pk, name, query in own
         ),
     ]
+
+
+# --- the option lists of the queue and ticket pages ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryChoice:
+    """A category as the pages' pickers and filters use it."""
+
+    pk: int
+    slug: str
+    name: str
+    is_active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CannedReplyChoice:
+    """A canned reply as the comment form offers it."""
+
+    pk: int
+    title: str
+    body: str
+
+
+# Each list as one JSON array of arrays, in the order its own query would give (the ORDER BY
+# inside json_agg sorts as an ORDER BY of the rows does).
+_CATEGORY_LIST = """
+    SELECT coalesce(json_agg(json_build_array(c.id, c.slug, c.name, c.is_active)
+                             ORDER BY c.position, c.name), '[]')
+      FROM tickets_category c
+"""
+_AGENT_LIST = f"""
+    SELECT coalesce(json_agg(json_build_array(u.id, u.username, u.first_name, u.last_name,
+                                              u.email, u.is_staff)
+                             ORDER BY u.first_name, u.last_name, u.username), '[]')
+      FROM auth_user u
+     WHERE u.is_active AND u.is_staff AND (u.is_superuser OR u.id IN ({CHANGE_TICKET_HOLDERS}))
+"""  # noqa: S608 - constant SQL
+
+# The lists every queue page shows (categories, retired ones too; the user's saved views;
+# the agents of the assignee pickers) and every ticket page (categories, agents, canned
+# replies), each page's in one statement prepared once per connection: three ORM queries cost
+# more to build and plan than to run, on every page.
+_QUEUE_OPTIONS = Statement(
+    "tickets_queue_options",
+    f"""
+    SELECT ({_CATEGORY_LIST}),
+           (SELECT coalesce(json_agg(json_build_array(v.id, v.name, v.query_string)
+                                     ORDER BY v.name), '[]')
+              FROM tickets_savedview v WHERE v.user_id = %(user)s),
+           ({_AGENT_LIST})
+""",  # noqa: S608 - constants only; the user id is a bound parameter
+    [("user", "bigint")],
+)
+_TICKET_OPTIONS = Statement(
+    "tickets_ticket_options",
+    f"""
+    SELECT ({_CATEGORY_LIST}),
+           ({_AGENT_LIST}),
+           (SELECT coalesce(json_agg(json_build_array(r.id, r.title, r.body) ORDER BY r.title),
+                            '[]')
+              FROM tickets_cannedreply r)
+""",  # noqa: S608 - constant SQL
+    [],
+)
+
+
+@dataclass(frozen=True)
+class QueueOptions:
+    categories: list[CategoryChoice]  # every category, retired ones too (``is_active``)
+    saved_views: list[dict]  # as saved_views_for
+    agents: list[RowPerson]  # as agent_choices
+
+
+@dataclass(frozen=True)
+class TicketOptions:
+    categories: list[CategoryChoice]  # active categories only, as category_choices()
+    agents: list[RowPerson]  # as agent_choices
+    canned_replies: list[CannedReplyChoice]  # as canned_replies
+
+
+def queue_options(user) -> QueueOptions:
+    """The queue page's option lists for ``user``, in one query."""
+    categories, views, agents = _QUEUE_OPTIONS.execute({"user": user.pk}).fetchone()
+    return QueueOptions(
+        categories=[CategoryChoice(*row) for row in categories],
+        saved_views=_saved_views(views),
+        agents=[RowPerson(*row) for row in agents],
+    )
+
+
+def ticket_options() -> TicketOptions:
+    """The ticket page's option lists, in one query."""
+    categories, agents, replies = _TICKET_OPTIONS.execute({}).fetchone()
+    return TicketOptions(
+        categories=[CategoryChoice(*row) for row in categories if row[3]],
+        agents=[RowPerson(*row) for row in agents],
+        canned_replies=[CannedReplyChoice(*row) for row in replies],
+    )
 
 
 # --- reads for the console pages (views.py) ---------------------------------------------------

@@ -154,7 +154,8 @@ def _sort_choices(ordering: str) -> list[tuple[str, str]]:
 
 def _queue_context(request, query: QueryDict, *, notice: dict | None = None) -> tuple[dict, int]:
     user = request.user
-    categories = queries.category_choices(include_inactive=True)
+    options = queries.queue_options(user)
+    categories = options.categories
     params = _params(query)
     errors: dict[str, str] = {}
     try:
@@ -187,7 +188,7 @@ def _queue_context(request, query: QueryDict, *, notice: dict | None = None) -> 
 
     current = _canonical(params)
     status_value = "" if params.get("status") == "active" else params.get("status", "")
-    views = queries.saved_views_for(user)
+    views = options.saved_views
     for view in views:
         view["active"] = _canonical(_params(QueryDict(view["query_string"]))) == current
     can_work = user.has_perm(WORK)
@@ -214,7 +215,7 @@ def _queue_context(request, query: QueryDict, *, notice: dict | None = None) -> 
         "category_choices": [
             (c.slug, c.name if c.is_active else f"{c.name} (retired)") for c in categories
         ],
-        "agent_choices": [(agent.pk, user_label(agent)) for agent in queries.agent_choices()],
+        "agent_choices": [(agent.pk, user_label(agent)) for agent in options.agents],
         "saved_views": views,
         "default_view_active": not current,
         "can_work": can_work,
@@ -362,10 +363,18 @@ def _history_url(obj, user) -> str | None:
         return None
 
 
-def _actions_context(request, ticket, *, error=None, notice=None) -> dict:
+def _ticket_options(request) -> queries.TicketOptions | None:
+    """The option lists of the ticket page's forms, when the user has any of those forms."""
+    user = request.user
+    return queries.ticket_options() if user.has_perm(WORK) or user.has_perm(COMMENT) else None
+
+
+def _actions_context(request, ticket, *, error=None, notice=None, options=None) -> dict:
     user = request.user
     can_work = user.has_perm(WORK)
-    agents = queries.agent_choices() if can_work else []
+    if can_work and options is None:
+        options = queries.ticket_options()
+    agents = options.agents if can_work else []
     transitions = services.allowed_transitions(ticket.status)
     if ticket.status == Status.CLOSED and (
         ticket.merged_into_id or not user.has_perm(services.REOPEN_CLOSED_PERMISSION)
@@ -378,9 +387,7 @@ def _actions_context(request, ticket, *, error=None, notice=None) -> dict:
         # works tickets still shows, after the agents.
         "agent_choices": [(agent.pk, user_label(agent)) for agent in agents],
         "assignee_listed": any(agent.pk == ticket.assignee_id for agent in agents),
-        "category_choices": [(c.slug, c.name) for c in queries.category_choices()]
-        if can_work
-        else [],
+        "category_choices": [(c.slug, c.name) for c in options.categories] if can_work else [],
         "priorities": Priority.choices,
         "transitions": [(value, Status(value).label) for value in transitions],
         "can_resolve": Status.RESOLVED in transitions,
@@ -396,15 +403,15 @@ def _actions_context(request, ticket, *, error=None, notice=None) -> dict:
     }
 
 
-def _conversation_context(request, ticket, *, form=None, notice=None, canned=None) -> dict:
+def _conversation_context(request, ticket, *, form=None, notice=None, options=None) -> dict:
     can_comment = request.user.has_perm(COMMENT)
-    if canned is None:
-        canned = queries.canned_replies() if can_comment else []
+    if can_comment and options is None:
+        options = queries.ticket_options()
     return {
         "ticket": ticket,
         "comments": queries.comments_for(ticket, include_internal=True),
         "can_comment": can_comment,
-        "canned_replies": canned,
+        "canned_replies": options.canned_replies if can_comment else [],
         "form": form or CommentForm(ticket=ticket),
         "comment_notice": notice,
     }
@@ -442,7 +449,8 @@ def _ticket_page(request, ticket, *, status=200, form=None, action_error=None):
     user = request.user
     initial = {}
     canned_id = request.GET.get("canned", "")
-    replies = queries.canned_replies() if user.has_perm(COMMENT) else []
+    options = _ticket_options(request)
+    replies = options.canned_replies if user.has_perm(COMMENT) else []
     if form is None and canned_id:
         # Without JavaScript, "Insert" reloads the page with the reply in the form.
         chosen = next((r for r in replies if str(r.pk) == canned_id), None)
@@ -453,12 +461,12 @@ def _ticket_page(request, ticket, *, status=200, form=None, action_error=None):
         initial["parent"] = int(reply_to)
     if form is None:
         form = CommentForm(ticket=ticket, initial=initial)
-    conversation = _conversation_context(request, ticket, form=form, canned=replies)
+    conversation = _conversation_context(request, ticket, form=form, options=options)
     parent_id = str(form["parent"].value())
     impersonate = url_exists(IMPERSONATE_URL) and user.has_perm(IMPERSONATE)
     context = {
         "title": f"#{ticket.ticket_number} {ticket.subject}",
-        **_actions_context(request, ticket, error=action_error),
+        **_actions_context(request, ticket, error=action_error, options=options),
         **conversation,
         **_timeline_context(request, ticket),
         **queries.customer_context(ticket),
@@ -658,11 +666,12 @@ def add_comment(request, pk):
         ticket = queries.ticket_for(request.user, ticket.pk)
         # The internal-note box stays as it was, so a run of notes needs no re-ticking.
         fresh = CommentForm(ticket=ticket, initial={"is_internal": comment.is_internal})
+        options = _ticket_options(request)
         context = {
             # A reply can open the ticket, so the actions card comes along (out of band): a
             # refresh of its own could land after one of its forms' answers and undo it.
-            **_actions_context(request, ticket),
-            **_conversation_context(request, ticket, form=fresh, notice=done),
+            **_actions_context(request, ticket, options=options),
+            **_conversation_context(request, ticket, form=fresh, notice=done, options=options),
             "new_comment_id": comment.pk,
         }
         return _fragment_response(

@@ -17,7 +17,7 @@ from adminsite import roles
 from tests.factories import CustomerFactory, StaffFactory
 from tickets import queries, services
 from tickets.filters import FilterError, TicketFilters, parse_filters
-from tickets.models import Comment, Ticket, TicketCount
+from tickets.models import Comment, Ticket, TicketCount, TicketEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -72,6 +72,22 @@ def test_ticket_for_loads_the_header_in_one_query(make_ticket, agent, django_ass
             loaded.assignee.pk,
         )
     assert header == ("email_sync", ticket.requester_id, ticket.requester.email, agent.pk)
+    assert loaded.merged_into is None  # never merged: nothing more to read
+
+
+def test_ticket_for_reads_the_ticket_a_merge_closed_it_into(
+    make_ticket, agent, django_assert_num_queries
+):
+    target = make_ticket(subject="Kept")
+    duplicate = make_ticket(subject="Duplicate")
+    services.merge_tickets(actor=agent, source=duplicate, target=target)
+    agent.has_perm("tickets.view_ticket")
+    # The ticket, then the one it was merged into (only a merged ticket pays for it).
+    with django_assert_num_queries(2):
+        loaded = queries.ticket_for(agent, duplicate.pk)
+        merged_into = (loaded.merged_into.pk, loaded.merged_into.ticket_number)
+        subject = loaded.merged_into.subject
+    assert merged_into == (target.pk, target.ticket_number) and subject == "Kept"
 
 
 # --- filters -------------------------------------------------------------------------------
@@ -409,12 +425,15 @@ def test_ticket_count_matches_the_listed_rows(queue, agent, customer):
         )
 
 
-def test_queue_page_is_two_queries_whatever_the_size(make_ticket, agent, django_assert_num_queries):
+def test_queue_page_is_three_queries_whatever_the_size(
+    make_ticket, agent, django_assert_num_queries
+):
     agent.has_perm("tickets.view_ticket")
     filters = filters_for(agent)
     for _ in range(3):
         make_ticket(assignee=agent)
-    with django_assert_num_queries(2):
+    # The statistics, the page's ids, their rows.
+    with django_assert_num_queries(3):
         page = queries.queue_page(user=agent, filters=filters, per_page=2)
         assert [t.assignee.pk for t in page.tickets] == [agent.pk] * 2
         # Rows are records, one per person and category: nothing loads on access.
@@ -423,7 +442,7 @@ def test_queue_page_is_two_queries_whatever_the_size(make_ticket, agent, django_
         assert first.requester.email and first.category.name
     for _ in range(12):
         make_ticket()
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(3):
         page = queries.queue_page(user=agent, filters=filters, page=99, per_page=5)
     assert (page.count, page.num_pages, page.number) == (15, 3, 3)  # past the end: the last page
     assert (page.start_index, page.end_index, page.has_next, page.has_previous) == (
@@ -516,6 +535,15 @@ def test_timeline_in_order_in_one_query(make_ticket, agent, django_assert_num_qu
         ("assignee", agent.pk, "Sam Carter"),
         ("status", agent.pk, "Sam Carter"),
     ]
+    stored = list(TicketEvent.objects.filter(ticket=ticket).order_by("created_at", "id"))
+    assert [(e.pk, e.from_value, e.to_value, e.created_at) for e in timeline] == [
+        (e.pk, e.from_value, e.to_value, e.created_at) for e in stored
+    ]
+    assert [e.get_kind_display() for e in timeline] == [e.get_kind_display() for e in stored]
+    # One record per actor; an event without one (the system's) has none.
+    assert timeline[1].actor is timeline[2].actor
+    TicketEvent.objects.filter(pk=stored[2].pk).update(actor=None)
+    assert queries.timeline_for(ticket)[2].actor is None
 
 
 def test_customer_context(make_ticket, customer, agent, django_assert_num_queries):
@@ -669,9 +697,53 @@ def test_agent_choices_are_the_assignable_agents_in_order(
     assert ops.pk not in {c.pk for c in choices} and customer.pk not in {c.pk for c in choices}
 
 
-def test_the_shared_queue_row_queryset_is_only_ever_copied(make_ticket, agent, customer):
-    make_ticket(assignee=agent)
-    for user, query in ((agent, ""), (agent, "status=all&ordering=-createdAt"), (customer, "")):
-        filters = filters_for(user, query)
-        assert len(queries.queue_page(user=user, filters=filters).tickets) == 1
-    assert queries._queue_row_values()._result_cache is None
+def test_queue_rows_come_in_the_page_order_for_what_the_user_may_see(
+    make_ticket, agent, customer, other_customer, django_assert_num_queries
+):
+    tickets = [make_ticket(priority=p, assignee=agent) for p in ("low", "urgent", "high")]
+    theirs = make_ticket(requester=other_customer, priority="urgent")
+    for user, query, expected in (
+        (agent, "", [tickets[1], theirs, tickets[2], tickets[0]]),
+        (agent, "ordering=createdAt", [*tickets, theirs]),
+        (customer, "ordering=-createdAt", tickets[::-1]),
+        (other_customer, "", [theirs]),
+    ):
+        page = queries.queue_page(user=user, filters=filters_for(user, query))
+        assert [t.pk for t in page.tickets] == [t.pk for t in expected], (user, query)
+    nothing = filters_for(agent, "priority=normal")
+    # No ids, no rows to read: the statistics and the id walk only.
+    with django_assert_num_queries(2):
+        assert queries.queue_page(user=agent, filters=nothing).tickets == []
+
+
+def test_the_page_option_lists_match_their_own_queries(
+    agent, agent2, lead, ops, admin_user, categories, django_assert_num_queries
+):
+    services.save_view(actor=agent, name="Billing", query_string="category=billing")
+    services.save_view(actor=agent2, name="Theirs", query_string="assignee=me")
+    services.create_canned_reply(actor=lead, title="B", body="b <i>")
+    services.create_canned_reply(actor=lead, title="A", body="a")
+    retired = categories["other"]
+    retired.is_active = False
+    retired.save(update_fields=["is_active"])
+    agents = queries.agent_choices()
+    every_category = [
+        (c.pk, c.slug, c.name, c.is_active) for c in queries.category_choices(include_inactive=True)
+    ]
+    active_categories = [(c.pk, c.slug, c.name) for c in queries.category_choices()]
+
+    with django_assert_num_queries(1):
+        queue = queries.queue_options(agent)
+    assert [(c.pk, c.slug, c.name, c.is_active) for c in queue.categories] == every_category
+    assert queue.saved_views == queries.saved_views_for(agent)
+    assert [v["name"] for v in queue.saved_views] == ["My open", "Unassigned urgent", "Billing"]
+    assert queue.agents == agents
+
+    with django_assert_num_queries(1):
+        ticket = queries.ticket_options()
+    assert [(c.pk, c.slug, c.name) for c in ticket.categories] == active_categories
+    assert retired.slug not in {c.slug for c in ticket.categories}
+    assert ticket.agents == agents
+    assert [(r.pk, r.title, r.body) for r in ticket.canned_replies] == [
+        (r.pk, r.title, r.body) for r in queries.canned_replies()
+    ]
