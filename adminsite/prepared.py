@@ -1,8 +1,9 @@
-"""Server-side prepared statements for the few statements that run on every event or ticket.
+"""Server-side prepared statements for the fixed statements on the hottest paths: the audit
+trail's insert, automatic assignment, and the reads of the ticket queue and ticket pages.
 
 Django's psycopg backend binds parameters on the client and never prepares, so PostgreSQL
-parses and plans each statement again on every call; for the short statements of automatic
-assignment and the audit trail's insert that costs as much as running them. Preparing every
+parses and plans each statement again on every call; for these short statements that costs
+as much as running them, and building them with the ORM costs more again. Preparing every
 statement (psycopg's automatic ``prepare_threshold``) is no option: after five runs PostgreSQL
 may switch a statement to a generic plan, which is far slower for the queue's full-text
 search. A :class:`Statement` is prepared by psycopg (protocol-level ``Parse``) the first time a
