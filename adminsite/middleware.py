@@ -1,4 +1,5 @@
-"""Request-wide middleware: request ids, API body limits and JSON errors under /api/."""
+"""Request-wide middleware: request ids, API body limits, JSON errors under /api/, and
+cheaper drop-ins for django-csp's and Django's message middleware."""
 
 from __future__ import annotations
 
@@ -6,12 +7,20 @@ import io
 import logging
 import re
 import uuid
+from functools import partial
 
+from csp.constants import HEADER, HEADER_REPORT_ONLY
+from csp.middleware import CheckableLazyObject
+from csp.middleware import CSPMiddleware as BaseCSPMiddleware
+from csp.utils import build_policy
 from django.conf import settings
+from django.contrib.messages.middleware import MessageMiddleware as BaseMessageMiddleware
+from django.contrib.messages.storage import default_storage
 from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
 from django.core.handlers.wsgi import LimitedStream
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
+from django.utils.functional import SimpleLazyObject, empty
 
 from adminsite.logging import request_id_var
 
@@ -155,3 +164,95 @@ def json_error(status: int, detail: str, *, request_id: str | None = None) -> Js
     if request_id:
         body["requestId"] = request_id
     return JsonResponse(body, status=status)
+
+
+# The attributes django-csp's decorators (csp_update, csp_replace, csp_override) set on a
+# response to change its policy.
+_CSP_RESPONSE_POLICY_ATTRS = (
+    "_csp_config",
+    "_csp_update",
+    "_csp_replace",
+    "_csp_config_ro",
+    "_csp_update_ro",
+    "_csp_replace_ro",
+)
+
+
+class CSPMiddleware(BaseCSPMiddleware):
+    """django-csp's middleware, with the policy that comes from settings alone built once.
+
+    A response whose view changed no policy, to a request that used no nonce (JSON, redirects,
+    pages without scripts), gets exactly the headers django-csp would build: the policy of
+    ``CONTENT_SECURITY_POLICY`` (and ``…_REPORT_ONLY``), which is the same string every time.
+    Building it again for every response was the costliest middleware step of a webhook delivery.
+    Responses with a nonce or a decorator's policy go through django-csp unchanged. The cache
+    follows the settings objects, so ``override_settings`` in tests gets a fresh policy.
+    """
+
+    # (policy setting, report-only setting, their built policies and excluded path prefixes)
+    _built: tuple | None = None
+
+    def _settings_policies(self) -> tuple[str, str, tuple[str, ...], tuple[str, ...]]:
+        config = getattr(settings, "CONTENT_SECURITY_POLICY", None)
+        config_ro = getattr(settings, "CONTENT_SECURITY_POLICY_REPORT_ONLY", None)
+        built = self._built
+        if built is None or built[0] is not config or built[1] is not config_ro:
+            built = (
+                config,
+                config_ro,
+                build_policy(),
+                build_policy(report_only=True),
+                tuple((config or {}).get("EXCLUDE_URL_PREFIXES", None) or ()),
+                tuple((config_ro or {}).get("EXCLUDE_URL_PREFIXES", None) or ()),
+            )
+            self._built = built
+        return built[2], built[3], built[4], built[5]
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if getattr(request, "_csp_nonce", None) is not None or any(
+            getattr(response, name, None) is not None for name in _CSP_RESPONSE_POLICY_ATTRS
+        ):
+            return super().process_response(request, response)
+        # From here on, django-csp's own steps with the prebuilt policies.
+        if response.status_code in (500, 404) and settings.DEBUG:
+            return response  # Django's debug pages
+        policy, policy_ro, prefixes, prefixes_ro = self._settings_policies()
+        path = request.path_info
+        for header, value, excluded, exempt in (
+            (HEADER, policy, prefixes, "_csp_exempt"),
+            (HEADER_REPORT_ONLY, policy_ro, prefixes_ro, "_csp_exempt_ro"),
+        ):
+            if (
+                value
+                and header not in response
+                and getattr(response, exempt, False) is False
+                and not path.startswith(excluded)
+            ):
+                response[header] = value
+        # As django-csp does: a nonce asked for after the header is written is an error.
+        request.csp_nonce = CheckableLazyObject(self._csp_nonce_post_response)
+        return response
+
+
+class _LazyMessageStorage(SimpleLazyObject):
+    pass
+
+
+class MessageMiddleware(BaseMessageMiddleware):
+    """Django's message middleware, with the storage made on first use.
+
+    Making it reads ``MESSAGE_STORAGE``, builds a cookie signer and a session storage; a
+    request that never adds or reads a message (API calls, webhooks, most POSTs) has nothing
+    to load and nothing to save, so it now skips all of that. Anything that touches
+    ``request._messages`` (``messages.success``, ``get_messages``, the context processor) gets
+    the real storage, which is saved on the response exactly as before.
+    """
+
+    def process_request(self, request: HttpRequest) -> None:
+        request._messages = _LazyMessageStorage(partial(default_storage, request))
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        storage = getattr(request, "_messages", None)
+        if type(storage) is _LazyMessageStorage and storage._wrapped is empty:
+            return response  # never used: an untouched storage's update() stores nothing
+        return super().process_response(request, response)
