@@ -50,6 +50,7 @@ from django.db.models.functions import Collate
 from django.urls import reverse
 from django.utils import timezone
 
+from adminsite.prepared import Statement
 from audit.context import SYSTEM
 from audit.services import Event as AuditEvent
 from audit.services import record, record_many
@@ -1033,11 +1034,25 @@ def verify_signature(payload: bytes, header: str, *, now: float | None = None) -
         raise WebhookSignatureError("No v1 signature matches the endpoint secret.")
 
 
-_INSERT_EVENT = (
+# Prepared once per connection: every delivery runs it, and parsing and planning it again each
+# time cost PostgreSQL about as much as the insert itself.
+_INSERT_EVENT = Statement(
+    "shop_insert_webhook_event",
     "INSERT INTO shop_webhookevent (stripe_id, type, livemode, api_version, stripe_created,"
     " object_id, payload, status, attempts, last_error, result, received_at)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, 'received', 0, '', '', %s)"
-    " ON CONFLICT (stripe_id) DO NOTHING RETURNING id"
+    " VALUES (%(stripe_id)s, %(type)s, %(livemode)s, %(api_version)s, %(created)s,"
+    " %(object_id)s, %(payload)s, 'received', 0, '', '', %(received_at)s)"
+    " ON CONFLICT (stripe_id) DO NOTHING RETURNING id",
+    [
+        ("stripe_id", "varchar"),
+        ("type", "varchar"),
+        ("livemode", "boolean"),
+        ("api_version", "varchar"),
+        ("created", "bigint"),
+        ("object_id", "varchar"),
+        ("payload", "jsonb"),
+        ("received_at", "timestamptz"),
+    ],
 )
 
 
@@ -1059,31 +1074,32 @@ def store_event(*, payload: bytes, signature: str) -> tuple[int | None, str]:
         raise WebhookPayloadError("The event has no created time or no data.object.")
     # One statement in autocommit: stored (or found stored) once it returns, in a single
     # round trip. The unique Stripe id makes a redelivery, even a simultaneous one, a no-op.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _INSERT_EVENT,
-            [
-                stripe_id[:255],
-                kind[:100],
-                bool(event.get("livemode")),
-                str(event.get("api_version") or "")[:50],
-                created,
-                str(obj.get("id") or "")[:255],
-                payload.decode(),
-                _now(),
-            ],
-        )
-        row = cursor.fetchone()
+    row = _INSERT_EVENT.execute(
+        {
+            "stripe_id": stripe_id[:255],
+            "type": kind[:100],
+            "livemode": bool(event.get("livemode")),
+            "api_version": str(event.get("api_version") or "")[:50],
+            "created": created,
+            "object_id": str(obj.get("id") or "")[:255],
+            "payload": payload.decode(),
+            "received_at": _now(),
+        }
+    ).fetchone()
     if row is None:
         return None, stripe_id
     _wake_processor()
     return row[0], stripe_id
 
 
-# Set while a drain task is queued and has not started: deliveries in between need not queue
-# another (one SET NX instead of a task per event). The drain deletes it before it reads, so
-# an event committed before a delivery finds the key set is always seen by that drain. The
-# expiry only matters if the queued task is lost; the requeue task covers that case too.
+# Set while a drain task is queued or running: deliveries in between need not queue another
+# (one SET NX instead of a task per event). A drain deletes it only once it has caught up (a
+# batch came back empty) and then reads once more before it ends, so an event committed before
+# a delivery finds the key set is always seen by a drain. While events keep arriving, one drain
+# therefore takes them all, in batches that grow with the load; a second drain would split
+# them into half-size batches, and each batch costs a dozen statements whatever its size. A
+# running drain renews the expiry at every batch; it only matters if the task is lost (the
+# requeue task covers that case too).
 DRAIN_KEY = "shop:webhook-drain-queued"
 DRAIN_KEY_SECONDS = 60
 _redis_client = None
@@ -1116,7 +1132,17 @@ def _wake_processor() -> None:
         tasks.process_webhook_events.delay()
 
 
-def drain_started() -> None:
+def drain_running() -> None:
+    """A drain is still at work: deliveries keep finding the flag set (if it is)."""
+    try:
+        _redis().expire(drain_key(), DRAIN_KEY_SECONDS)
+    except Exception:  # the flag spares tasks; the drain goes on without it
+        logger.warning("webhook drain flag unavailable", exc_info=True)
+
+
+def drain_caught_up() -> None:
+    """A drain found nothing left: the next delivery queues a new one. The drain reads once
+    more after this, for events stored before it."""
     _redis().delete(drain_key())
 
 

@@ -1,11 +1,11 @@
 """Celery entry points of the shop: ids in, call a service.
 
-Stripe events: each delivery stores its event and, unless a drain is already queued, queues
-``process_webhook_events``, which processes stored events in batches until none is left
-(several workers may drain at once: rows are taken with SKIP LOCKED). An event that fails is
-recorded on the event and retried alone by ``process_webhook_event`` with backoff; after the
-last retry it stays "failed" in the console, with "Reprocess". Both are idempotent: an event
-already processed is skipped.
+Stripe events: each delivery stores its event and, unless a drain is already queued or
+running, queues ``process_webhook_events``, which processes stored events in batches until
+none is left (should several drains run at once, rows are taken with SKIP LOCKED). An event
+that fails is recorded on the event and retried alone by ``process_webhook_event`` with
+backoff; after the last retry it stays "failed" in the console, with "Reprocess". Both are
+idempotent: an event already processed is skipped.
 """
 
 from __future__ import annotations
@@ -49,17 +49,26 @@ CAUGHT_UP_WAIT_SECONDS = 0.05
     ignore_result=True,
 )
 def process_webhook_events() -> int:
-    """Process stored Stripe events in batches until none is left (or the time is up)."""
-    services.drain_started()
+    """Process stored Stripe events in batches until none is left (or the time is up, and a
+    new drain takes over). See services.DRAIN_KEY for the flag that spares deliveries from
+    queueing drains while this one runs."""
     started = time.monotonic()
     done = 0
-    while time.monotonic() - started < DRAIN_SECONDS:
-        taken = services.process_received()
-        if not taken:
-            return done
-        done += len(taken)
-        if len(taken) < services.BATCH_SIZE:
-            time.sleep(CAUGHT_UP_WAIT_SECONDS)
+    try:
+        while time.monotonic() - started < DRAIN_SECONDS:
+            taken = services.process_received()
+            if not taken:
+                services.drain_caught_up()
+                taken = services.process_received()  # stored before the flag went
+                if not taken:
+                    return done
+            services.drain_running()
+            done += len(taken)
+            if len(taken) < services.BATCH_SIZE:
+                time.sleep(CAUGHT_UP_WAIT_SECONDS)
+    except Exception:
+        services.drain_caught_up()  # so that the next delivery queues a new drain
+        raise
     process_webhook_events.delay()
     return done
 

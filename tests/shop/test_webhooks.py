@@ -152,7 +152,7 @@ def test_the_same_event_twice_is_stored_and_processed_once(client, no_stripe):
 
 def test_a_burst_of_deliveries_queues_one_drain_that_processes_them_all(client, no_stripe):
     flag = services._redis()
-    services.drain_started()  # no drain queued
+    services.drain_caught_up()  # no drain queued
     events = [
         stripe_events.event(
             "product.created", {"id": f"prod_{n}", "object": "product", "name": f"P{n}"}
@@ -167,6 +167,75 @@ def test_a_burst_of_deliveries_queues_one_drain_that_processes_them_all(client, 
     assert flag.get(services.drain_key()) is None  # the next delivery queues a new one
     assert set(WebhookEvent.objects.values_list("status", flat=True)) == {"processed"}
     assert Product.objects.count() == 5
+
+
+def _product_event(n: int) -> dict:
+    return stripe_events.event(
+        "product.created", {"id": f"prod_{n}", "object": "product", "name": f"P{n}"}
+    )
+
+
+def _drain_queued(flag) -> None:
+    """As after a delivery queued the drain that the test runs itself (with no task really
+    queued, which a worker of the session could take)."""
+    flag.set(services.drain_key(), 1, ex=60)
+
+
+def test_deliveries_during_a_running_drain_queue_no_other(client, no_stripe, monkeypatch):
+    flag = services._redis()
+    _drain_queued(flag)
+    stripe_events.post(client, _product_event(0))
+    real_process_received = services.process_received
+    flags_seen = []
+
+    def batch_with_a_delivery_meanwhile(**kwargs):
+        taken = real_process_received(**kwargs)
+        if taken and len(flags_seen) < 2:
+            flags_seen.append(flag.get(services.drain_key()))
+            stripe_events.post(client, _product_event(len(flags_seen)))
+        return taken
+
+    monkeypatch.setattr(services, "process_received", batch_with_a_delivery_meanwhile)
+    assert tasks.process_webhook_events.apply().get() == 3
+    # The flag stayed set while the drain ran, so those deliveries found it and queued nothing.
+    assert flags_seen == [b"1", b"1"]
+    assert flag.get(services.drain_key()) is None  # caught up: the next delivery queues one
+    assert set(WebhookEvent.objects.values_list("status", flat=True)) == {"processed"}
+
+
+def test_an_event_stored_as_the_drain_catches_up_is_still_processed(client, no_stripe, monkeypatch):
+    flag = services._redis()
+    _drain_queued(flag)
+    stripe_events.post(client, _product_event(0))
+    real_caught_up = services.drain_caught_up
+    late = []
+
+    def delivery_just_before_the_flag_goes():
+        if not late:
+            # Stored after the drain's last batch came back empty; the delivery finds the flag
+            # still set and queues nothing, so this drain must see it.
+            late.append(stripe_events.post(client, _product_event(1)))
+            assert flag.get(services.drain_key()) == b"1"
+        real_caught_up()
+
+    monkeypatch.setattr(services, "drain_caught_up", delivery_just_before_the_flag_goes)
+    assert tasks.process_webhook_events.apply().get() == 2
+    assert set(WebhookEvent.objects.values_list("status", flat=True)) == {"processed"}
+    assert Product.objects.count() == 2
+
+
+def test_a_failing_drain_lets_the_next_delivery_queue_another(client, no_stripe, monkeypatch):
+    flag = services._redis()
+    _drain_queued(flag)
+    stripe_events.post(client, _product_event(0))
+
+    def database_gone(**kwargs):
+        raise RuntimeError("connection lost")
+
+    monkeypatch.setattr(services, "process_received", database_gone)
+    with pytest.raises(RuntimeError):
+        tasks.process_webhook_events.apply().get()
+    assert flag.get(services.drain_key()) is None
 
 
 def test_a_batch_keeps_the_newest_event_of_each_object(client, no_stripe):
