@@ -32,7 +32,9 @@ order paid exactly once. The run's keys in Redis are deleted at the end.
 
 Earlier versions ran the phases only (with 4 processing processes and DEBUG on) and gave end to
 end as deliveries over the sum of both phases' times; the phase figures remain comparable,
-end to end is not.
+end to end is not. Each sender is warmed before the clock starts (a GET of /healthz loads the
+URL map and middleware, and its database connection is opened), as a server's workers are;
+before, every sender's first delivery paid those ~0.1 s inside the measured time.
 
 Target (the shop issue): at least 500 events per second stored and processed, with no loss.
 A benchmark, not a test: it exits 0 whatever the figures.
@@ -252,9 +254,14 @@ def _in_processes(processes: int, target, chunks: list) -> float:
 
 
 def _post_chunk(bodies: list[bytes], start_event) -> None:
+    from django.db import connection
     from django.test import Client
 
     client = Client()
+    # Warm, as a server's worker is after its first request: the URL map and the middleware
+    # loaded (the health check touches nothing else), the database connection open.
+    client.get("/healthz", secure=True)
+    connection.ensure_connection()
     start_event.wait()
     failures = 0
     for body in bodies:
