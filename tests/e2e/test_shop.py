@@ -24,7 +24,12 @@ from tests.shop.fake_stripe import FakeStripeServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-STRIPE_PAGE = "<html><body><h1>Stripe Checkout (test)</h1><p>Pay $117.99</p></body></html>"
+# The stand-in is served on our origin: its icon is inline, or Chromium asks our server for
+# /favicon.ico (a 404 the browser reports as an error, whenever it asks before the test ends).
+STRIPE_PAGE = (
+    '<html><head><link rel="icon" href="data:,"></head>'
+    "<body><h1>Stripe Checkout (test)</h1><p>Pay $117.99</p></body></html>"
+)
 
 
 @pytest.fixture
