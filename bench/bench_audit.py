@@ -16,7 +16,9 @@ DATABASE_URL), which it drops and recreates unless ``--reuse`` finds it loaded. 
    its INSERT alone (autocommit, as Django runs a statement outside ``atomic()``: how a GET
    request records its access event or a login its ``auth.login``); one entry inside
    ``transaction.atomic()`` (BEGIN and COMMIT as round trips of their own, which a real action
-   pays for its own writes anyway); and ``--batch`` entries per transaction;
+   pays for its own writes anyway); and ``--batch`` entries per transaction. Then, for
+   reference, the machine's ceiling for the first two: the same writers inserting one bare row
+   (a bigserial and a bigint, no audit, no trigger) per transaction;
 3. audit_verify over every entry in the database: entries per second (target >= 100,000/s);
 4. the viewer's first page filtered by actor and by target (target < 100 ms), after loading
    the entries with COPY (load time printed), with the plans of their queries.
@@ -275,7 +277,10 @@ def bench_record(samples: int) -> tuple[float, float, float]:
 # --- 2. eight writers -----------------------------------------------------------------------
 
 
-def writer_child(seconds: float, name: str, per_transaction: int) -> int:
+def writer_child(seconds: float, name: str, per_transaction: int, what: str) -> int:
+    """One writer: ``record()`` calls (``what`` "audit"), or for the reference figure one bare
+    row each in a table of its own ("bare"), either committed alone or ``per_transaction``
+    per ``transaction.atomic()`` block."""
     import resource
 
     from django.db import connection, transaction
@@ -286,6 +291,16 @@ def writer_child(seconds: float, name: str, per_transaction: int) -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         backend = cursor.fetchone()[0]
+    if what == "bare":
+        bare = connection.cursor()
+
+        def write(n: int) -> None:
+            bare.execute("INSERT INTO bench_bare_row (n) VALUES (%s)", [n])
+    else:
+
+        def write(n: int) -> None:
+            record("bench.write", data={"writer": name, "n": n})
+
     print(f"ready {backend}", flush=True)
     sys.stdin.readline()
     count = 0
@@ -294,12 +309,12 @@ def writer_child(seconds: float, name: str, per_transaction: int) -> int:
     with audit_context(request_id=f"bench-{name}", source="bench"):
         while time.monotonic() < deadline:
             if not per_transaction:  # autocommit: the INSERT is the whole transaction
-                record("bench.write", data={"writer": name, "n": count})
+                write(count)
                 count += 1
                 continue
             with transaction.atomic():
                 for _ in range(per_transaction):
-                    record("bench.write", data={"writer": name, "n": count})
+                    write(count)
                     count += 1
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
@@ -314,7 +329,9 @@ def _process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_writers(url: str, writers: int, seconds: float, per_transaction: int) -> dict:
+def bench_writers(
+    url: str, writers: int, seconds: float, per_transaction: int, what: str = "audit"
+) -> dict:
     from django.db import connection
 
     # As in production: DEBUG off (no query log kept per statement).
@@ -333,6 +350,7 @@ def bench_writers(url: str, writers: int, seconds: float, per_transaction: int) 
                 str(seconds),
                 f"w{n}",
                 str(per_transaction),
+                what,
             ],
             cwd=BASE_DIR,
             env=env,
@@ -523,7 +541,10 @@ def main() -> int:
         help="also run the writers with this many entries per transaction (0: skip)",
     )
     parser.add_argument(
-        "--writer-child", nargs=3, metavar=("SECONDS", "NAME", "PER_TX"), help=argparse.SUPPRESS
+        "--writer-child",
+        nargs=4,
+        metavar=("SECONDS", "NAME", "PER_TX", "WHAT"),
+        help=argparse.SUPPRESS,
     )
     parser.add_argument(
         "--only",
@@ -538,9 +559,8 @@ def main() -> int:
         import django
 
         django.setup()
-        return writer_child(
-            float(args.writer_child[0]), args.writer_child[1], int(args.writer_child[2])
-        )
+        seconds, name, per_transaction, what = args.writer_child
+        return writer_child(float(seconds), name, int(per_transaction), what)
 
     if args.entries < 1000:
         parser.error("--entries must be at least 1000")
@@ -600,6 +620,23 @@ def main() -> int:
                 f"so at most {1000 * (os.cpu_count() or 1) / per_event:,.0f} events/s on {os.cpu_count()} idle CPUs")  # fmt: skip
             split = ", ".join(f"{name} {ms:.2f} ms" for name, ms in result["cpu_ms_split"].items())
             log(f"          of which {split}")
+
+    if "writers" in parts:
+        # The machine's ceiling for the same writers: a bare row per transaction, no audit.
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE TABLE bench_bare_row (id bigserial PRIMARY KEY, n bigint)")
+        try:
+            for per_transaction, how in ((0, "autocommit"), (1, "transaction.atomic()")):
+                result = bench_writers(url, args.writers, args.seconds, per_transaction, "bare")
+                rate = result["total"] / result["elapsed"]
+                cpu = result["cpu_ms_per_event"]
+                log(f"REFERENCE the same {args.writers} writers, one bare row per transaction ({how}), "
+                    f"no audit: {rate:,.0f} rows/s" + (f" (CPU per row {cpu:.2f} ms)" if cpu else ""))  # fmt: skip
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("DROP TABLE bench_bare_row")
 
     if "verify" in parts:
         log("\n(3) audit_verify over the whole chain:")
