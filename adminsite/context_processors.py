@@ -1,27 +1,11 @@
 from django.utils.functional import SimpleLazyObject
 
 from adminsite.navigation import navigation_for
-from adminsite.prepared import Statement
-from adminsite.roles import role_among
-
-# The user's group names in a plain query, prepared once per connection: role_of's ORM query
-# over the many-to-many table cost more to build than to run, and planning the join more than
-# running it, on every console page.
-_GROUP_NAMES = Statement(
-    "console_group_names",
-    """
-    SELECT g.name FROM auth_group g JOIN auth_user_groups ug ON ug.group_id = g.id
-     WHERE ug.user_id = %(user)s
-""",
-    [("user", "bigint")],
-)
+from adminsite.roles import role_of
 
 
 def _role_label(user) -> str:
-    """``roles.role_of``, with the group names read in a plain query."""
-    names = {name for (name,) in _GROUP_NAMES.execute({"user": user.pk}).fetchall()}
-    role = role_among(names)
-    return role or ("Superuser" if user.is_superuser else "Staff")
+    return role_of(user) or ("Superuser" if user.is_superuser else "Staff")
 
 
 def console(request):
