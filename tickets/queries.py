@@ -28,7 +28,6 @@ from adminsite.prepared import Statement
 from tickets.filters import TicketFilters
 from tickets.models import (
     ACTIVE_STATUSES,
-    CannedReply,
     Category,
     Comment,
     EventKind,
@@ -338,6 +337,14 @@ class RowPerson:
         return f"{self.first_name} {self.last_name}".strip()
 
 
+def _person(people: dict[int, RowPerson], columns) -> RowPerson:
+    """The RowPerson of ``columns`` (the USER_FIELDS), made once per user among the rows read
+    into ``people``: a page shows a few people many times."""
+    if (found := people.get(columns[0])) is None:
+        found = people[columns[0]] = RowPerson(*columns)
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class RowCategory:
     pk: int
@@ -404,12 +411,6 @@ def _queue_rows(values) -> list[QueueRow]:
     times = [n for n, name in enumerate(QUEUE_ROW_COLUMNS) if name in QUEUE_ROW_TIMES]
     categories: dict[int, RowCategory] = {}
     people: dict[int, RowPerson] = {}
-
-    def person(columns) -> RowPerson:
-        if (found := people.get(columns[0])) is None:
-            found = people[columns[0]] = RowPerson(*columns)
-        return found
-
     rows = []
     for row in values:
         columns = list(row[:n_row])
@@ -418,9 +419,9 @@ def _queue_rows(values) -> list[QueueRow]:
         category_columns = row[n_row : n_row + n_cat]
         if (category := categories.get(category_columns[0])) is None:
             category = categories[category_columns[0]] = RowCategory(*category_columns)
-        requester = person(row[n_row + n_cat : n_row + n_cat + n_person])
+        requester = _person(people, row[n_row + n_cat : n_row + n_cat + n_person])
         assignee_columns = row[n_row + n_cat + n_person :]
-        assignee = person(assignee_columns) if assignee_columns[0] is not None else None
+        assignee = _person(people, assignee_columns) if assignee_columns[0] is not None else None
         rows.append(
             QueueRow(
                 **dict(zip(QUEUE_ROW_COLUMNS, columns, strict=True)),
@@ -583,9 +584,7 @@ def comments_for(ticket: Ticket, *, include_internal: bool) -> list[ThreadCommen
     authors: dict[int, RowPerson] = {}
     comments: list[ThreadComment] = []
     for row in values:
-        author_columns = row[n + 2 :]
-        if (author := authors.get(author_columns[0])) is None:
-            author = authors[author_columns[0]] = RowPerson(*author_columns)
+        author = _person(authors, row[n + 2 :])
         merged_from = TicketRef(row[n], row[n + 1]) if row[n] is not None else None
         pk, ticket_id, body, is_internal, parent_id, created = row[:n]
         comments.append(
@@ -658,9 +657,7 @@ def timeline_for(ticket: Ticket) -> list[TimelineEvent]:
     for pk, kind, from_value, to_value, created, *actor_columns in _TIMELINE.execute(
         {"ticket": ticket.pk}
     ).fetchall():
-        actor = None
-        if actor_columns[0] is not None and (actor := actors.get(actor_columns[0])) is None:
-            actor = actors[actor_columns[0]] = RowPerson(*actor_columns)
+        actor = _person(actors, actor_columns) if actor_columns[0] is not None else None
         created_at = cast(dt.datetime, from_epoch_us(created))
         events.append(TimelineEvent(pk, kind, from_value, to_value, created_at, actor))
     return events
@@ -739,7 +736,8 @@ def category_ids_by_slug() -> dict[str, int]:
 
 
 # Holders of tickets.change_ticket, directly or through a group: with superusers, who may work
-# tickets (assignable_agents, agent_choices, the router's candidates in tickets/assignment.py).
+# tickets (assignable_agents, the pages' agent pickers, the router's candidates in
+# tickets/assignment.py).
 # Written as SQL: the ORM's version joined nine tables, and compiling and planning it cost
 # several times what running it did, on every queue and ticket page.
 CHANGE_TICKET_HOLDERS = """
@@ -769,27 +767,6 @@ def assignable_agents() -> QuerySet:
     )
 
 
-# The same people as assignable_agents, in the same order, as plain records.
-_AGENT_CHOICES = f"""
-    SELECT u.id, u.username, u.first_name, u.last_name, u.email, u.is_staff
-      FROM auth_user u
-     WHERE u.is_active AND u.is_staff AND (u.is_superuser OR u.id IN ({CHANGE_TICKET_HOLDERS}))
-     ORDER BY u.first_name, u.last_name, u.username
-"""  # noqa: S608 - constant SQL
-
-
-def agent_choices() -> list[RowPerson]:
-    """``assignable_agents`` as RowPersons, for the pickers of the queue and ticket pages
-    (one query; no ORM query to build nor User to make on every page)."""
-    with connection.cursor() as cursor:
-        cursor.execute(_AGENT_CHOICES)
-        return [RowPerson(*row) for row in cursor.fetchall()]
-
-
-def canned_replies() -> list[CannedReply]:
-    return list(CannedReply.objects.only("id", "title", "body").order_by("title"))
-
-
 # Views every agent has; ``query_string`` is the queue URL's query.
 BUILTIN_VIEWS = (
     ("My open", "assignee=me&status=active"),
@@ -797,14 +774,9 @@ BUILTIN_VIEWS = (
 )
 
 
-def saved_views_for(user) -> list[dict]:
-    """Built-in views first, then the user's own (one query)."""
-    own = SavedView.objects.filter(user=user).order_by("name")
-    return _saved_views(own.values_list("id", "name", "query_string"))
-
-
 def _saved_views(own: Iterable) -> list[dict]:
-    """The built-in views, then ``own`` ((id, name, query string) of the user's, by name)."""
+    """The saved views a user picks from: the built-in ones first, then ``own`` ((id, name,
+    query string) of the user's, by name)."""
     return [
         *(
             {"id": None, "name": name, "query_string": query, "builtin": True}
@@ -885,15 +857,15 @@ _TICKET_OPTIONS = Statement(
 @dataclass(frozen=True)
 class QueueOptions:
     categories: list[CategoryChoice]  # every category, retired ones too (``is_active``)
-    saved_views: list[dict]  # as saved_views_for
-    agents: list[RowPerson]  # as agent_choices
+    saved_views: list[dict]  # the built-in views, then the user's own by name
+    agents: list[RowPerson]  # assignable_agents, in the same order
 
 
 @dataclass(frozen=True)
 class TicketOptions:
     categories: list[CategoryChoice]  # active categories only, as category_choices()
-    agents: list[RowPerson]  # as agent_choices
-    canned_replies: list[CannedReplyChoice]  # as canned_replies
+    agents: list[RowPerson]  # assignable_agents, in the same order
+    canned_replies: list[CannedReplyChoice]  # by title
 
 
 def queue_options(user) -> QueueOptions:

@@ -17,7 +17,7 @@ from adminsite import roles
 from tests.factories import CustomerFactory, StaffFactory
 from tickets import queries, services
 from tickets.filters import FilterError, TicketFilters, parse_filters
-from tickets.models import Comment, Ticket, TicketCount, TicketEvent
+from tickets.models import CannedReply, Comment, SavedView, Ticket, TicketCount, TicketEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -593,7 +593,7 @@ def test_assignable_agents_are_staff_who_work_tickets(agent, lead, ops, admin_us
 def test_saved_views_start_with_the_builtin_ones(agent, agent2):
     services.save_view(actor=agent, name="Billing", query_string="category=billing")
     services.save_view(actor=agent2, name="Mine", query_string="assignee=me")
-    views = queries.saved_views_for(agent)
+    views = queries.queue_options(agent).saved_views
     assert [v["name"] for v in views] == ["My open", "Unassigned urgent", "Billing"]
     assert views[0]["builtin"] and not views[2]["builtin"]
     for view in views[:2]:
@@ -605,7 +605,7 @@ def test_saved_views_start_with_the_builtin_ones(agent, agent2):
 def test_canned_replies_and_categories(agent, categories):
     services.create_canned_reply(actor=agent, title="B", body="b")
     services.create_canned_reply(actor=agent, title="A", body="a")
-    assert [r.title for r in queries.canned_replies()] == ["A", "B"]
+    assert [r.title for r in queries.ticket_options().canned_replies] == ["A", "B"]
     assert queries.category_slugs()[:2] == ["email_sync", "billing"]
     assert queries.category_ids_by_slug()["billing"] == categories["billing"].pk
 
@@ -684,11 +684,11 @@ def test_from_epoch_us():
     )
 
 
-def test_agent_choices_are_the_assignable_agents_in_order(
+def test_the_pickers_agents_are_the_assignable_agents_in_order(
     agent, agent2, lead, ops, admin_user, customer, django_assert_num_queries
 ):
     with django_assert_num_queries(1):
-        choices = queries.agent_choices()
+        choices = queries.ticket_options().agents
     agents = list(queries.assignable_agents())
     assert [c.pk for c in choices] == [a.pk for a in agents]
     assert [(c.username, c.get_full_name(), c.email) for c in choices] == [
@@ -726,7 +726,9 @@ def test_the_page_option_lists_match_their_own_queries(
     retired = categories["other"]
     retired.is_active = False
     retired.save(update_fields=["is_active"])
-    agents = queries.agent_choices()
+    agents = [(a.pk, a.username, a.get_full_name(), a.email) for a in queries.assignable_agents()]
+    own_views = list(SavedView.objects.filter(user=agent).order_by("name"))
+    replies = [(r.pk, r.title, r.body) for r in CannedReply.objects.order_by("title")]
     every_category = [
         (c.pk, c.slug, c.name, c.is_active) for c in queries.category_choices(include_inactive=True)
     ]
@@ -735,15 +737,15 @@ def test_the_page_option_lists_match_their_own_queries(
     with django_assert_num_queries(1):
         queue = queries.queue_options(agent)
     assert [(c.pk, c.slug, c.name, c.is_active) for c in queue.categories] == every_category
-    assert queue.saved_views == queries.saved_views_for(agent)
+    assert [(v["id"], v["name"], v["query_string"]) for v in queue.saved_views[2:]] == [
+        (v.pk, v.name, v.query_string) for v in own_views
+    ]
     assert [v["name"] for v in queue.saved_views] == ["My open", "Unassigned urgent", "Billing"]
-    assert queue.agents == agents
+    assert [(a.pk, a.username, a.get_full_name(), a.email) for a in queue.agents] == agents
 
     with django_assert_num_queries(1):
         ticket = queries.ticket_options()
     assert [(c.pk, c.slug, c.name) for c in ticket.categories] == active_categories
     assert retired.slug not in {c.slug for c in ticket.categories}
-    assert ticket.agents == agents
-    assert [(r.pk, r.title, r.body) for r in ticket.canned_replies] == [
-        (r.pk, r.title, r.body) for r in queries.canned_replies()
-    ]
+    assert ticket.agents == queue.agents
+    assert [(r.pk, r.title, r.body) for r in ticket.canned_replies] == replies
