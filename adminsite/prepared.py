@@ -71,19 +71,17 @@ class Statement:
         run = functools.partial(_run, db, cursor)
         for wrapper in reversed(db.execute_wrappers):
             run = functools.partial(wrapper, run)
-        if not db.queries_logged:
-            run(self.sql, params, False, {"connection": db, "cursor": cursor})
-            return cursor
         started = time.monotonic()
         try:
             run(self.sql, params, False, {"connection": db, "cursor": cursor})
         finally:
-            db.queries_log.append(
-                {
-                    "sql": f"/* {self.name} */ {_as_text(cursor, self.sql, params)}",
-                    "time": f"{time.monotonic() - started:.3f}",
-                }
-            )
+            if db.queries_logged:
+                db.queries_log.append(
+                    {
+                        "sql": f"/* {self.name} */ {_as_text(cursor, self.sql, params)}",
+                        "time": f"{time.monotonic() - started:.3f}",
+                    }
+                )
         return cursor
 
 
