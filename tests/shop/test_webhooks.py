@@ -8,6 +8,7 @@ import time
 
 import pytest
 import time_machine
+from django.db import DatabaseError, connection
 
 from audit.models import AuditEntry
 from shop import services, tasks
@@ -175,16 +176,19 @@ def _product_event(n: int) -> dict:
     )
 
 
-def _drain_queued(flag) -> None:
-    """As after a delivery queued the drain that the test runs itself (with no task really
-    queued, which a worker of the session could take)."""
-    flag.set(services.drain_key(), 1, ex=60)
-
-
-def test_deliveries_during_a_running_drain_queue_no_other(client, no_stripe, monkeypatch):
+@pytest.fixture
+def drain_queued(client, no_stripe):
+    """One event stored, and the flag set as after its delivery queued the drain that the test
+    runs itself (with no task really queued, which a worker of the session could take).
+    Returns the Redis client holding the flag."""
     flag = services._redis()
-    _drain_queued(flag)
+    flag.set(services.drain_key(), 1, ex=60)
     stripe_events.post(client, _product_event(0))
+    return flag
+
+
+def test_deliveries_during_a_running_drain_queue_no_other(client, drain_queued, monkeypatch):
+    flag = drain_queued
     real_process_received = services.process_received
     flags_seen = []
 
@@ -203,10 +207,10 @@ def test_deliveries_during_a_running_drain_queue_no_other(client, no_stripe, mon
     assert set(WebhookEvent.objects.values_list("status", flat=True)) == {"processed"}
 
 
-def test_an_event_stored_as_the_drain_catches_up_is_still_processed(client, no_stripe, monkeypatch):
-    flag = services._redis()
-    _drain_queued(flag)
-    stripe_events.post(client, _product_event(0))
+def test_an_event_stored_as_the_drain_catches_up_is_still_processed(
+    client, drain_queued, monkeypatch
+):
+    flag = drain_queued
     real_caught_up = services.drain_caught_up
     late = []
 
@@ -224,18 +228,26 @@ def test_an_event_stored_as_the_drain_catches_up_is_still_processed(client, no_s
     assert Product.objects.count() == 2
 
 
-def test_a_failing_drain_lets_the_next_delivery_queue_another(client, no_stripe, monkeypatch):
-    flag = services._redis()
-    _drain_queued(flag)
-    stripe_events.post(client, _product_event(0))
-
-    def database_gone(**kwargs):
-        raise RuntimeError("connection lost")
-
-    monkeypatch.setattr(services, "process_received", database_gone)
-    with pytest.raises(RuntimeError):
-        tasks.process_webhook_events.apply().get()
-    assert flag.get(services.drain_key()) is None
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_drain_lets_the_next_delivery_queue_another(drain_queued):
+    flag = drain_queued
+    # The database ends the drain's session under it (a restart, a failover).
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (backend,) = cursor.fetchone()
+    other = connection.get_new_connection(connection.get_connection_params())
+    try:
+        other.execute("SELECT pg_terminate_backend(%s)", [backend])
+    finally:
+        other.close()
+    failed = tasks.process_webhook_events.apply()
+    connection.close()  # the next use connects again
+    assert failed.failed() and isinstance(failed.result, DatabaseError)
+    assert flag.get(services.drain_key()) is None  # the next delivery queues a new drain
+    # Nothing is lost: that drain processes the stored event.
+    again = tasks.process_webhook_events.apply()
+    assert again.successful() and again.result == 1
+    assert set(WebhookEvent.objects.values_list("status", flat=True)) == {"processed"}
 
 
 def test_a_batch_keeps_the_newest_event_of_each_object(client, no_stripe):
