@@ -207,10 +207,8 @@ CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"],
         "script-src": ["'self'", NONCE, "'unsafe-eval'"],  # plotly.js needs eval for some traces
-        "style-src": [
-            "'self'",
-            "'unsafe-inline'",
-        ],  # plotly.js and htmx indicators set inline styles
+        # plotly.js and htmx indicators set inline styles
+        "style-src": ["'self'", "'unsafe-inline'"],
         "img-src": ["'self'", "data:"],
         "font-src": ["'self'", "data:"],
         "connect-src": ["'self'"],

@@ -33,9 +33,9 @@ Sealing
     Celery beat as a backstop run :func:`seal`, which calls the database function ``audit_seal``
     (migrations 0004 and 0006, the same canonical form as below): it takes a PostgreSQL
     advisory lock, reads the queued (so committed) entries in id order, appends their links and
-    empties the queue. Only the lock holder seals, so the chain never forks; a sealer that finds the lock
-    taken leaves the entries to the holder, which looks at the queue again *after* releasing
-    the lock (see :func:`seal`), so nothing committed is left behind.
+    empties the queue. Only the lock holder seals, so the chain never forks; a sealer that finds
+    the lock taken leaves the entries to the holder, which looks at the queue again *after*
+    releasing the lock (see :func:`seal`), so nothing committed is left behind.
 
 Verification
     Done by PostgreSQL, in seq ranges: per link it recomputes the digests from the entry and
