@@ -20,6 +20,13 @@ from monitoring.metrics import MetricBuffer, encode_entry, encode_point
 from tests.processes import BASE_DIR, wait_until, worker_database_url
 
 
+def committed(name: str) -> int:
+    """Points stored under ``name``: the cheap probe a test polls (no DISTINCT to sort)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM monitoring_points WHERE name = %s", [name])
+        return cursor.fetchone()[0]
+
+
 def stats(name: str) -> tuple[int, int]:
     with connection.cursor() as cursor:
         cursor.execute(
@@ -115,7 +122,7 @@ def test_a_flusher_killed_mid_flush_loses_and_doubles_nothing(redis_server, frac
         # Killed as soon as that share of the points is committed: mid-way through a later batch,
         # or between a commit and the stream trim that follows it.
         deadline = time.monotonic() + 60
-        while stats(name)[0] <= fraction * total and time.monotonic() < deadline:
+        while committed(name) <= fraction * total and time.monotonic() < deadline:
             time.sleep(0.002)
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
