@@ -49,15 +49,28 @@ class Statement:
             )
         self.name = name
         self.keys = tuple(key for key, _type in parameters)
-        # Each parameter cast to its declared type, so an untyped NULL means the same.
-        self.sql = _PLACEHOLDER.sub(
-            lambda match: f"%({match.group(1)})s::{types[match.group(1)]}", sql
-        )
+        # Positional placeholders, each cast to its declared type (so an untyped NULL means
+        # the same): psycopg then takes the values as they come, without reordering a mapping.
+        self._uses = tuple(_PLACEHOLDER.findall(sql))
+        self._picks = tuple(self.keys.index(key) for key in self._uses)
+        self._in_order = self._picks == tuple(range(len(self.keys)))
+        self.sql = _PLACEHOLDER.sub(lambda match: f"%s::{types[match.group(1)]}", sql)
 
-    def execute(self, values: Mapping[str, Any], *, using: str = DEFAULT_DB_ALIAS) -> Any:
-        """Run the statement with ``values`` by name on the ``using`` connection, in its
-        current transaction; returns the cursor to fetch the results from. The cursor is this
-        statement's own on the connection: fetch before running the same statement again."""
+    def execute(
+        self, values: Mapping[str, Any] | Sequence[Any], *, using: str = DEFAULT_DB_ALIAS
+    ) -> Any:
+        """Run the statement on the ``using`` connection, in its current transaction, with
+        ``values`` by name, or as a sequence in the order the parameters were declared;
+        returns the cursor to fetch the results from. The cursor is this statement's own on
+        the connection: fetch before running the same statement again."""
+        if isinstance(values, Mapping):
+            params: Sequence[Any] = [values[key] for key in self._uses]
+        elif len(values) != len(self.keys):
+            raise ValueError(
+                f"statement {self.name!r} takes {len(self.keys)} values, got {len(values)}"
+            )
+        else:
+            params = values if self._in_order else [values[pick] for pick in self._picks]
         db = connections[using]
         # What Django's connection.cursor() and its cursor wrapper do around an execute:
         # health check, connection, thread check, the broken-transaction check, execute
@@ -67,7 +80,6 @@ class Statement:
         db.validate_thread_sharing()
         db.validate_no_broken_transaction()
         cursor = _cursor(db.connection, self.name)
-        params = {key: values[key] for key in self.keys}
         run = functools.partial(_run, db, cursor)
         for wrapper in reversed(db.execute_wrappers):
             run = functools.partial(wrapper, run)
@@ -111,8 +123,6 @@ class _UntypedIntDumper(Int8Dumper):
     oid = 0
 
 
-def _as_text(cursor: psycopg.Cursor, sql: str, params: Mapping[str, Any]) -> str:
+def _as_text(cursor: psycopg.Cursor, sql: str, params: Sequence[Any]) -> str:
     """The statement with its values quoted in, for the query log."""
-    return sql % {
-        key: psycopg.sql.Literal(value).as_string(cursor) for key, value in params.items()
-    }
+    return sql % tuple(psycopg.sql.Literal(value).as_string(cursor) for value in params)

@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -28,6 +28,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DEFAULT_DB_ALIAS, connection, models, transaction
 from django.utils import timezone
+from django.utils.functional import SimpleLazyObject
 
 from adminsite.prepared import Statement
 from audit import archive, chain, context
@@ -64,10 +65,13 @@ def record(
     """Write a domain event. Actor, impersonator, IP, user agent and request id come from
     :mod:`audit.context`; an ``actor`` given here (a user, or ``"system"``) replaces the
     context's, so services taking an explicit ``actor`` pass it on (None keeps the context's).
-    ``changes`` is ``{"field": [old, new], …}``."""
-    row, stored, related = _entry_row(event, target, changes, data, actor)
-    row["id"] = _insert(stored)
-    return _loaded_entry(row, related)
+    ``changes`` is ``{"field": [old, new], …}``.
+
+    Returns the entry, built when first used: callers rarely look at it, and building a
+    model instance costs more than everything else here but the insert."""
+    values, related = _entry_values(event, target, changes, data, actor)
+    entry_id = _INSERT.execute(values).fetchone()[0]
+    return cast(AuditEntry, SimpleLazyObject(lambda: _loaded_entry(entry_id, values, related)))
 
 
 @dataclass(frozen=True)
@@ -86,56 +90,59 @@ def record_many(events: Sequence[Event]) -> list[int]:
     context), in one statement: for a batch job acting on many objects in one transaction.
     Every event is checked before anything is written. Returns the entries' ids, in order."""
     rows = [
-        _entry_row(item.event, item.target, item.changes, item.data, item.actor)[1]
+        _entry_values(item.event, item.target, item.changes, item.data, item.actor)[0]
         for item in events
     ]
     if not rows:
         return []
-    columns = {column: [row[column] for row in rows] for column, _type in _INSERT_COLUMNS}
+    columns = [list(column) for column in zip(*rows, strict=True)]
     return [entry_id for (entry_id,) in _INSERT_MANY.execute(columns).fetchall()]
 
 
-def _entry_row(event, target, changes, data, actor) -> tuple[dict, dict, tuple]:
-    """What :func:`record` writes for one event: the entry's values, the same with the JSON
-    columns as the text to store, and the entry's content type, actor and impersonator."""
-    if not isinstance(event, str) or len(event) > 100 or not _EVENT_RE.match(event):
-        raise AuditWriteError(
-            f"audit event name {event!r} is invalid: use lowercase dotted words such as 'ticket.created'"
-        )
-    fields = _target_fields(target)
-    changes_value, changes_json = _checked_changes(changes)
-    data_value, data_json = _checked_data(data, "data")
+def _entry_values(event, target, changes, data, actor) -> tuple[tuple, tuple]:
+    """What :func:`record` writes for one event: the values of ``_INSERT_COLUMNS`` in order
+    (the JSON columns as their text), and the entry's content type, actor and impersonator.
+
+    It runs on every audited request, so it is kept to plain calls on plain values."""
+    if event not in _VALID_EVENTS:
+        if not isinstance(event, str) or len(event) > 100 or not _EVENT_RE.match(event):
+            raise AuditWriteError(
+                f"audit event name {event!r} is invalid: use lowercase dotted words such as 'ticket.created'"
+            )
+        if len(_VALID_EVENTS) < 10_000:  # event names are a fixed vocabulary, but bound it
+            _VALID_EVENTS.add(event)
+    if target is None:
+        content_type = object_id = None
+        object_pk = object_repr = ""
+    else:
+        content_type, object_pk, object_id, object_repr = _target_fields(target)
+    changes_json = None if changes is None else _checked_changes(changes)
+    data_json = None if data is None else _checked_data(data, "data")
     who = _context_fields(context._UNSET if actor is None else actor)
-    content_type, actor_user = fields["content_type"], who["actor"]
+    actor_user = who["actor"]
     impersonator = who.get("impersonator")
-    row = {
-        "timestamp": timezone.now(),
-        "event": event,
-        "action": AuditEntry.Action.EVENT,
-        "source": who["source"],
-        "actor_id": actor_user.pk if actor_user is not None else None,
-        "actor_name": who["actor_name"],
-        "actor_email": who["actor_email"],
-        "impersonator_id": impersonator.pk if impersonator is not None else None,
-        "impersonator_name": who.get("impersonator_name", ""),
-        "remote_addr": who["remote_addr"],
-        "user_agent": who["user_agent"],
-        "cid": who["cid"],
-        "content_type_id": content_type.pk if content_type is not None else None,
-        "object_pk": fields["object_pk"],
-        "object_id": fields["object_id"],
-        "object_repr": fields["object_repr"],
-        "changes": changes_value,
-        "changes_text": "",
-        "additional_data": data_value,
-    }
-    stored = {**row, "changes": changes_json, "additional_data": data_json}
-    return row, stored, (content_type, actor_user, impersonator)
+    values = (
+        timezone.now(), event, _EVENT_ACTION, who["source"],
+        actor_user.pk if actor_user is not None else None, who["actor_name"], who["actor_email"],
+        impersonator.pk if impersonator is not None else None, who.get("impersonator_name", ""),
+        who["remote_addr"], who["user_agent"], who["cid"],
+        content_type.pk if content_type is not None else None, object_pk, object_id, object_repr,
+        changes_json, "", data_json,
+    )  # fmt: skip
+    return values, (content_type, actor_user, impersonator)
 
 
-def _loaded_entry(row: dict, related: tuple) -> AuditEntry:
-    """The instance the ORM would load for ``row`` (Model.from_db, as for every fetched row):
-    cheaper than building a model from keyword arguments, which costs more than the insert."""
+_VALID_EVENTS: set[str] = set()
+_EVENT_ACTION = int(AuditEntry.Action.EVENT)
+
+
+def _loaded_entry(entry_id: int, values: tuple, related: tuple) -> AuditEntry:
+    """The instance the ORM would load for the entry (Model.from_db, as for every fetched
+    row), with the JSON columns as read back from jsonb."""
+    row = {"id": entry_id, **dict(zip(_INSERT_NAMES, values, strict=True))}
+    for name in ("changes", "additional_data"):
+        if row[name] is not None:
+            row[name] = json.loads(row[name])
     entry = AuditEntry.from_db(
         DEFAULT_DB_ALIAS, None, [row.get(name) for name in _entry_attnames()]
     )
@@ -162,24 +169,21 @@ _INSERT_COLUMNS = (
     ("content_type_id", "integer"), ("object_pk", "text"), ("object_id", "bigint"), ("object_repr", "text"),
     ("changes", "jsonb"), ("changes_text", "text"), ("additional_data", "jsonb"),
 )  # fmt: skip
+_INSERT_NAMES = tuple(column for column, _ in _INSERT_COLUMNS)
 _INSERT = Statement(
     "audit_insert_entry",
-    f"INSERT INTO audit_auditentry ({', '.join(column for column, _ in _INSERT_COLUMNS)}) "  # noqa: S608
-    f"VALUES ({', '.join(f'%({column})s' for column, _ in _INSERT_COLUMNS)}) RETURNING id",
+    f"INSERT INTO audit_auditentry ({', '.join(_INSERT_NAMES)}) "  # noqa: S608
+    f"VALUES ({', '.join(f'%({column})s' for column in _INSERT_NAMES)}) RETURNING id",
     _INSERT_COLUMNS,
 )
 # record_many's: one array per column, unnested into rows (in order, as RETURNING gives them).
 _INSERT_MANY = Statement(
     "audit_insert_entries",
-    f"INSERT INTO audit_auditentry ({', '.join(column for column, _ in _INSERT_COLUMNS)}) "  # noqa: S608
-    f"SELECT * FROM unnest({', '.join(f'%({column})s' for column, _ in _INSERT_COLUMNS)})"
+    f"INSERT INTO audit_auditentry ({', '.join(_INSERT_NAMES)}) "  # noqa: S608
+    f"SELECT * FROM unnest({', '.join(f'%({column})s' for column in _INSERT_NAMES)})"
     " RETURNING id",
     [(column, f"{sql_type}[]") for column, sql_type in _INSERT_COLUMNS],
 )
-
-
-def _insert(row: dict[str, Any]) -> int:
-    return _INSERT.execute(row).fetchone()[0]
 
 
 def record_access(*, customer, what: str, data: Mapping[str, Any] | None = None) -> AuditEntry:
@@ -253,24 +257,23 @@ def display_name(user) -> str:
     return _clean_text(f"{full} ({username})" if full else username)[:255]
 
 
-def _target_fields(target: models.Model | None) -> dict:
-    if target is None:
-        return {"content_type": None, "object_pk": "", "object_id": None, "object_repr": ""}
+def _target_fields(target: models.Model) -> tuple[ContentType, str, int | None, str]:
+    """A target's content type, primary key as text and as a number, and text as it is now."""
     if not isinstance(target, models.Model):
         raise AuditWriteError(
             f"audit target must be a model instance or None, got {type(target).__name__}"
         )
-    if target.pk is None:
+    pk = target.pk
+    if pk is None:
         raise AuditWriteError(
             f"audit target {target!r} has no primary key: save it before recording"
         )
-    pk = target.pk
-    return {
-        "content_type": ContentType.objects.get_for_model(target, for_concrete_model=False),
-        "object_pk": str(pk)[:255],
-        "object_id": pk if isinstance(pk, int) else None,
-        "object_repr": _clean_text(_safe_str(target))[:MAX_TEXT],
-    }
+    return (
+        ContentType.objects.get_for_model(target, for_concrete_model=False),
+        str(pk)[:255],
+        pk if isinstance(pk, int) else None,
+        _clean_text(_safe_str(target))[:MAX_TEXT],
+    )
 
 
 def _safe_str(instance) -> str:
@@ -285,32 +288,35 @@ def _clean_text(value: str) -> str:
     return value.replace("\x00", "\ufffd")
 
 
-def _json_payload(value: Any, what: str) -> tuple[Any, str]:
-    """``value`` as plain JSON (dates, decimals and UUIDs as strings) with secret keys masked,
-    exactly as it will be read back from the jsonb column, and its JSON text."""
+def _json_payload(value: Any, what: str) -> str:
+    """``value`` as JSON text (dates, decimals and UUIDs as strings) with secret keys masked:
+    the text the jsonb column stores."""
     try:
-        text = json.dumps(value, cls=DjangoJSONEncoder, allow_nan=False, ensure_ascii=False)
+        text = _JSON_ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise AuditWriteError(f"audit {what} cannot be stored as JSON: {exc}") from None
-    if len(text.encode()) > MAX_PAYLOAD_BYTES:
+    if len(text) > MAX_PAYLOAD_BYTES // 4 and len(text.encode()) > MAX_PAYLOAD_BYTES:
         raise AuditWriteError(
             f"audit {what} is {len(text.encode())} bytes; the limit is {MAX_PAYLOAD_BYTES}"
         )
-    plain = json.loads(text)
-    rewritten = False
     # json.dumps writes U+0000 as the escape \u0000, so without that text there is none to
     # replace (a backslash written before "u0000" also contains it: then the walk finds none).
-    if "\\u0000" in text:
-        plain = _without_nul(plain)
-        rewritten = True
+    nul = "\\u0000" in text
     # Every key appears, lowercased, in the lowercased text: if no secret word is in it, no key
     # is secret and the masking walk would change nothing.
-    if _MASKED_KEY_WORD.search(text.lower()):
+    secret = _MASKED_KEY_WORD.search(text.lower()) is not None
+    if not (nul or secret):
+        return text
+    plain = json.loads(text)
+    if nul:
+        plain = _without_nul(plain)
+    if secret:
         plain = _mask_tree(plain)
-        rewritten = True
-    if rewritten:
-        text = json.dumps(plain, ensure_ascii=False)
-    return plain, text
+    return json.dumps(plain, ensure_ascii=False)
+
+
+# One encoder for every payload (json.dumps with ``cls`` would build one per call).
+_JSON_ENCODER = DjangoJSONEncoder(allow_nan=False, ensure_ascii=False)
 
 
 def _without_nul(value: Any) -> Any:
@@ -346,10 +352,8 @@ def _masked(value: Any) -> Any:
     return MASK
 
 
-def _checked_changes(changes: Mapping[str, Any] | None) -> tuple[dict | None, str | None]:
-    """The field changes as stored (None when empty) and their JSON text."""
-    if changes is None:
-        return None, None
+def _checked_changes(changes: Mapping[str, Any]) -> str | None:
+    """The field changes as JSON text to store; None when there are none."""
     if not isinstance(changes, Mapping):
         raise AuditWriteError(
             f"audit changes must be a mapping of field -> [old, new], got {type(changes).__name__}"
@@ -361,18 +365,16 @@ def _checked_changes(changes: Mapping[str, Any] | None) -> tuple[dict | None, st
             )
         if not isinstance(pair, list | tuple) or len(pair) != 2:
             raise AuditWriteError(f"audit changes: {name!r} must be [old, new], got {pair!r}")
-    plain, text = _json_payload({name: list(pair) for name, pair in changes.items()}, "changes")
-    return (plain, text) if plain else (None, None)
+    if not changes:
+        return None
+    return _json_payload({name: list(pair) for name, pair in changes.items()}, "changes")
 
 
-def _checked_data(data: Mapping[str, Any] | None, what: str) -> tuple[dict | None, str | None]:
-    """The extra data as stored (None when empty) and its JSON text."""
-    if data is None:
-        return None, None
+def _checked_data(data: Mapping[str, Any], what: str) -> str | None:
+    """The extra data as JSON text to store; None when there is none."""
     if not isinstance(data, Mapping):
         raise AuditWriteError(f"audit {what} must be a mapping, got {type(data).__name__}")
-    plain, text = _json_payload(dict(data), what)
-    return (plain, text) if plain else (None, None)
+    return _json_payload(dict(data), what) if data else None
 
 
 # --- the chain ------------------------------------------------------------------------------
