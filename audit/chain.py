@@ -27,15 +27,18 @@ Chain
     checkpoint recorded. Verification walks the links in ``seq`` order.
 
 Sealing
-    Writers insert entries inside their own transaction; an insert trigger queues the entry's id
-    (``UnsealedEntry``) in the same transaction. No business transaction waits for the chain.
-    The sealer process (``manage.py audit_sealer``, :func:`run_sealer`) and, every few seconds,
-    Celery beat as a backstop run :func:`seal`, which calls the database function ``audit_seal``
-    (migrations 0004 and 0006, the same canonical form as below): it takes a PostgreSQL
-    advisory lock, reads the queued (so committed) entries in id order, appends their links and
-    empties the queue. Only the lock holder seals, so the chain never forks; a sealer that finds
-    the lock taken leaves the entries to the holder, which looks at the queue again *after*
-    releasing the lock (see :func:`seal`), so nothing committed is left behind.
+    Writers insert entries inside their own transaction; nothing else happens there, and no
+    business transaction waits for the chain. Each entry carries the id of the transaction that
+    wrote it (the ``xid`` column, default ``pg_current_xact_id()``, migration 0007). The sealer
+    process (``manage.py audit_sealer``, :func:`run_sealer`) and, every few seconds, Celery beat
+    as a backstop run :func:`seal`, which calls the database function ``audit_seal`` (migrations
+    0004, 0006 and 0007, the same canonical form as below): it takes a PostgreSQL advisory lock,
+    reads the snapshot it last sealed up to (``audit_sealstate``), and links, in id order, the
+    entries committed since: those whose transaction was running in that snapshot or started
+    after it, that its current snapshot sees and that have no link yet. Then it remembers the
+    current snapshot. Only the lock holder seals, so the chain never forks; a sealer that finds
+    the lock taken leaves the entries to the holder, which looks again *after* releasing the
+    lock (see :func:`seal`), so nothing committed is left behind.
 
 Verification
     Done by PostgreSQL, in seq ranges: per link it recomputes the digests from the entry and
@@ -74,7 +77,6 @@ logger = logging.getLogger("audit.chain")
 
 ENTRIES = "audit_auditentry"
 LINKS = "audit_chainlink"
-QUEUE = "audit_unsealedentry"
 GENESIS_HASH = bytes(32)
 # pg_try_advisory_xact_lock key of the sealing step ("auditsea" as a big-endian integer).
 SEAL_LOCK_KEY = int.from_bytes(b"auditsea", "big") & 0x7FFF_FFFF_FFFF_FFFF
@@ -218,17 +220,17 @@ def head() -> tuple[int, bytes]:
 
 
 def _seal_batch(batch_size: int) -> int | None:
-    """Link up to ``batch_size`` queued entries; None when another session holds the lock.
+    """Link up to ``batch_size`` committed entries; None when another session holds the lock.
 
-    The work is the database function audit_seal (migrations 0004 and 0006), one round trip
+    The work is the database function audit_seal (migrations 0004, 0006, 0007), one round trip
     with cached plans, once per round of the sealer. Its digests are this module's canonical
     form.
     """
     # One statement, so outside a transaction it is its own transaction: the lock is held
     # until that statement's commit and no BEGIN/COMMIT round trips are needed. Asynchronous
     # commit is safe and spares the request a second disk flush: a crash can only lose the
-    # newest sealing transactions as a whole, in order, with their queue deletions, so their
-    # entries are simply sealed again after the restart.
+    # newest sealing transactions as a whole, in order, with the snapshot each recorded, so
+    # their entries are simply sealed again after the restart.
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT set_config('synchronous_commit', 'off', true), audit_seal(%s)", [batch_size]
@@ -237,17 +239,22 @@ def _seal_batch(batch_size: int) -> int | None:
     return None if linked < 0 else linked
 
 
+# The committed entries the sealing step has yet to link (entry_id, written_at), in id order:
+# the database function audit_unsealed (migration 0007), which audit_seal links from.
+PENDING_SQL = "FROM audit_unsealed(NULL) u"
+
+
 def has_unsealed() -> bool:
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {QUEUE})")
+        cursor.execute("SELECT EXISTS (SELECT 1 FROM audit_unsealed(1))")
         return cursor.fetchone()[0]
 
 
 def seal(*, batch_size: int = 5000, max_rounds: int | None = None) -> int:
     """Link every committed unlinked entry into the chain; returns how many were linked.
 
-    When another process holds the lock this returns at once: the holder looks at the queue
-    again after it releases the lock, so an entry committed before this call is sealed by it
+    When another process holds the lock this returns at once: the holder looks for committed
+    entries again after it releases the lock, so an entry committed before this call is sealed by it
     (or by the next round of a sealer). ``max_rounds`` bounds the work of one call.
     """
     total = 0
@@ -276,7 +283,7 @@ def run_sealer(*, interval: float, should_stop: Callable[[], bool]) -> int:
     thousands of entries per round instead. Each round links everything committed so far (a
     backlog in full batches, back to back), then the sealer pauses ``interval`` seconds: under
     load the entries committed during the pause are linked together in the next round, so the
-    cost of a round (the lock, the head of the chain, the queue probes, the round trips) is
+    cost of a round (the lock, the head of the chain, the index probes, the round trips) is
     shared by hundreds of entries instead of paid every few, and the sealer leaves the CPUs to
     the writers. An entry waits at most about ``interval`` plus one round for its link. It
     polls rather than LISTENs because NOTIFY takes a database-wide lock at commit, which would
@@ -288,7 +295,7 @@ def run_sealer(*, interval: float, should_stop: Callable[[], bool]) -> int:
             total += seal()
         except DatabaseError:
             # The database restarted or the connection broke: drop it, wait, carry on. Entries
-            # stay queued in the meantime; nothing is lost.
+            # wait in the meantime (the snapshot sealed up to stays where it was); nothing is lost.
             logger.exception("audit sealer: sealing failed; retrying in %.1f s", interval)
             connection.close()
         time.sleep(interval)
@@ -643,16 +650,17 @@ def verify(*, progress: Callable[[int], None] | None = None, stale_after_seconds
 
 
 def _check_unlinked(report: Report, stale_after: int, *, linked: int | None) -> None:
-    """Entries the chain does not cover: queued ones older than ``stale_after`` (sealing has
-    stopped), and entries neither linked nor queued (their queue row was removed by hand)."""
+    """Entries the chain does not cover: committed ones waiting for their link for longer than
+    ``stale_after`` (sealing has stopped), and entries the sealing step will never see (written
+    without their transaction id, or with another one)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f'SELECT count(*), min(e.id), count(*) FILTER (WHERE e."timestamp" < now() - make_interval(secs => %s)) '
-            f"FROM {QUEUE} q JOIN {ENTRIES} e ON e.id = q.entry_id",
+            "SELECT count(*), min(u.entry_id), count(*) FILTER (WHERE u.written_at < now() - make_interval(secs => %s)) "
+            f"{PENDING_SQL}",
             [stale_after],
         )
-        queued, oldest, stale = cursor.fetchone()
-        report.unsealed = queued
+        pending, oldest, stale = cursor.fetchone()
+        report.unsealed = pending
         if stale:
             report.problems.append(Problem(
                 "unsealed",
@@ -665,17 +673,18 @@ def _check_unlinked(report: Report, stale_after: int, *, linked: int | None) -> 
             return
         cursor.execute(f"SELECT count(*) FROM {ENTRIES}")
         entries = cursor.fetchone()[0]
-        if entries > linked + queued:
+        if entries > linked + pending:
             cursor.execute(
                 f"SELECT e.id FROM {ENTRIES} e WHERE NOT EXISTS (SELECT 1 FROM {LINKS} l WHERE l.entry_id = e.id) "
-                f"AND NOT EXISTS (SELECT 1 FROM {QUEUE} q WHERE q.entry_id = e.id) ORDER BY e.id LIMIT 20"
+                f"AND e.id <> ALL (ARRAY(SELECT u.entry_id {PENDING_SQL})) ORDER BY e.id LIMIT 20"
             )
             ids = [row[0] for row in cursor.fetchall()]
+            missing = entries - linked - pending
             report.problems.append(Problem(
                 "unsealed",
-                f"{entries - linked - queued} entr{'y is' if entries - linked - queued == 1 else 'ies are'} neither "
-                f"linked into the chain nor waiting to be (first: entry {', '.join(map(str, ids))}): "
-                "their place in the sealing queue was removed",
+                f"{missing} entr{'y is' if missing == 1 else 'ies are'} neither linked into the chain nor waiting "
+                f"to be (first: entry {', '.join(map(str, ids))}): they were written without the id of their "
+                "transaction, or with another one, so the sealing step cannot find them",
                 ids[0] if ids else None, None,
             ))  # fmt: skip
 

@@ -19,7 +19,9 @@ The chain itself lives beside the entries, in ``ChainLink`` (seq, entry, prev_ha
 two group digests), written once by the sealing step. Keeping it out of the entry rows means an
 entry is written exactly once: sealing inserts a narrow link row instead of rewriting the wide,
 heavily indexed entry (which would double every index write and leave a dead row behind).
-``UnsealedEntry`` is the sealing step's work queue, filled by an insert trigger.
+The sealing step finds the entries to link by the transaction that wrote them: an ``xid``
+column (default ``pg_current_xact_id()``) that the models leave to the database (migration
+0007, :mod:`audit.chain`).
 """
 
 from __future__ import annotations
@@ -198,16 +200,6 @@ class ChainLink(models.Model):
 
     def __str__(self) -> str:
         return f"seq {self.seq} → entry {self.entry_id}"
-
-
-class UnsealedEntry(models.Model):
-    """The sealing step's queue: an entry's id from its insert (trigger) until it is linked.
-    Rows appear only when the writer's transaction commits, and leave seconds later."""
-
-    entry_id = models.BigIntegerField(primary_key=True)
-
-    def __str__(self) -> str:
-        return f"entry {self.entry_id} awaiting its link"
 
 
 class AuditCheckpoint(models.Model):

@@ -1,7 +1,7 @@
 """Link new audit entries into the hash chain as they commit: the sealer process.
 
     python manage.py audit_sealer                 # run until SIGTERM / Ctrl-C
-    python manage.py audit_sealer --once          # seal what is queued now, then exit
+    python manage.py audit_sealer --once          # seal what is committed now, then exit
 
 ``make run`` starts one (Procfile ``sealer``); run one per installation (a second one is safe:
 only the holder of the sealing lock works, the other waits its turn). Celery beat's
@@ -34,7 +34,9 @@ class Command(BaseCommand):
             help="Pause between sealing rounds (default: AUDIT_SEAL_INTERVAL, %(default)s).",
         )
         parser.add_argument(
-            "--once", action="store_true", help="Seal what is queued now, print how many, and exit."
+            "--once",
+            action="store_true",
+            help="Seal what is committed now, print how many, and exit.",
         )
 
     def handle(self, *args, **options):
