@@ -250,11 +250,12 @@ def has_unsealed() -> bool:
         return cursor.fetchone()[0]
 
 
-def seal(*, batch_size: int = 5000, max_rounds: int | None = None) -> int:
+def seal(*, batch_size: int = 5000, max_rounds: int | None = None, recheck: bool = True) -> int:
     """Link every committed unlinked entry into the chain; returns how many were linked.
 
     When another process holds the lock this returns at once: the holder looks for committed
-    entries again after it releases the lock, so an entry committed before this call is sealed by it
+    entries again after it releases the lock (``recheck``; the sealer loop, which looks again
+    after its pause anyway, does not), so an entry committed before this call is sealed by it
     (or by the next round of a sealer). ``max_rounds`` bounds the work of one call.
     """
     total = 0
@@ -269,7 +270,7 @@ def seal(*, batch_size: int = 5000, max_rounds: int | None = None) -> int:
             continue
         # The lock is released now. Anything committed while we held it, which another sealer
         # that found the lock taken left to us, is visible to this check: take another round.
-        if not has_unsealed():
+        if not recheck or not has_unsealed():
             return total
     return total
 
@@ -280,8 +281,8 @@ def run_sealer(*, interval: float, should_stop: Callable[[], bool]) -> int:
     Writers never seal: sealing after each commit made every request pay for a second
     transaction (and its WAL flush) and made concurrent writers queue on the sealing lock, which
     capped the trail at a few hundred events a second. One process sealing in batches links
-    thousands of entries per round instead. Each round links everything committed so far (a
-    backlog in full batches, back to back), then the sealer pauses ``interval`` seconds: under
+    thousands of entries per round instead. Each round links everything committed by its start
+    (a backlog in full batches, back to back), then the sealer pauses ``interval`` seconds: under
     load the entries committed during the pause are linked together in the next round, so the
     cost of a round (the lock, the head of the chain, the index probes, the round trips) is
     shared by hundreds of entries instead of paid every few, and the sealer leaves the CPUs to
@@ -292,7 +293,7 @@ def run_sealer(*, interval: float, should_stop: Callable[[], bool]) -> int:
     total = 0
     while not should_stop():
         try:
-            total += seal()
+            total += seal(recheck=False)
         except DatabaseError:
             # The database restarted or the connection broke: drop it, wait, carry on. Entries
             # wait in the meantime (the snapshot sealed up to stays where it was); nothing is lost.
