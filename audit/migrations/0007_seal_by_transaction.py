@@ -13,7 +13,11 @@ running in that snapshot (its xip list) or started after it (xid >= its xmax) an
 sealer's current snapshot sees: two probes of the xid index, whatever the size of the trail
 (audit_unsealed, which verification uses too).
 A transaction id is taken when the row is written, inside the writer's own transaction, so
-unlike the id sequence there is no moment at which an entry exists without it. Rows of the
+unlike the id sequence there is no moment at which an entry exists without it. The range is
+bounded above by the current snapshot's xmax: after a restore from a dump into another server,
+whose transaction counter starts lower, the restored entries keep the old server's ids, and the
+bound keeps each round to the ids handed out since the last one; the first round there sees the
+counter behind the remembered snapshot and looks at every entry once instead. Rows of the
 same batch are linked in id order, as before.
 
 An entry is never linked twice (the NOT EXISTS on audit_chainlink, whose entry_id is unique),
@@ -50,14 +54,34 @@ AS $$
 DECLARE
     since pg_snapshot;
     after xid8;
+    before xid8;
+    own xid8;
     running xid8[];
 BEGIN
     SELECT snapshot INTO STRICT since FROM audit_sealstate WHERE id = 1;
     after := pg_snapshot_xmax(since);
+    -- Nothing at or above the current snapshot's xmax is visible to it, but the caller's own
+    -- transaction (its entries are visible to it) may be there.
+    before := pg_snapshot_xmax(pg_current_snapshot());
+    own := pg_current_xact_id_if_assigned();
+    IF own >= before THEN
+        before := (own::text::numeric + 1)::text::xid8;
+    END IF;
+    IF after > before THEN
+        -- Transaction ids went backwards: the database was restored from a dump into another
+        -- server, whose counter starts afresh, and the entries' ids are from the old one. Look
+        -- at every entry once (the round then remembers this server's snapshot).
+        RETURN QUERY
+            SELECT e.id, e."timestamp" FROM audit_auditentry e
+            WHERE NOT EXISTS (SELECT 1 FROM audit_chainlink l WHERE l.entry_id = e.id)
+            ORDER BY e.id
+            LIMIT max_count;
+        RETURN;
+    END IF;
     running := ARRAY(SELECT pg_snapshot_xip(since));
     RETURN QUERY
         WITH candidates AS MATERIALIZED (
-            SELECT e.id, e."timestamp" FROM audit_auditentry e WHERE e.xid >= after
+            SELECT e.id, e."timestamp" FROM audit_auditentry e WHERE e.xid >= after AND e.xid < before
             UNION ALL
             SELECT e.id, e."timestamp" FROM audit_auditentry e WHERE e.xid = ANY (running)
         )

@@ -120,6 +120,30 @@ def test_an_entry_of_a_transaction_running_while_the_sealer_looked_is_linked_onc
     assert not chain.has_unsealed() and chain.verify().ok
 
 
+def test_after_a_restore_into_another_server_sealing_goes_on(transactional_db):
+    """A dump restored into another server keeps the old server's transaction ids in the
+    entries and in the remembered snapshot, while the new server counts from lower down."""
+    seal()
+    unlinked_at_dump = record("ticket.updated")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::numeric")
+        ahead = cursor.fetchone()[0] + 1_000_000
+    # As restored: the remembered snapshot is far ahead of this server's counter.
+    as_superuser("UPDATE audit_sealstate SET snapshot = %s::pg_snapshot", [f"{ahead}:{ahead}:"])
+    written_after = record("ticket.updated")
+    assert chain.has_unsealed()
+    assert chain.seal() == 2
+    assert set(
+        ChainLink.objects.filter(entry_id__in=[unlinked_at_dump.pk, written_after.pk]).values_list(
+            "entry_id", flat=True
+        )
+    ) == {unlinked_at_dump.pk, written_after.pk}
+    # From then on, rounds look at the ids handed out since the last one, as before.
+    later = record("ticket.updated")
+    assert chain.seal() == 1 and ChainLink.objects.filter(entry_id=later.pk).exists()
+    assert not chain.has_unsealed() and chain.verify().ok
+
+
 def test_writing_an_entry_never_seals_in_the_writers_transaction_or_after_its_commit(
     transactional_db,
 ):
