@@ -45,6 +45,20 @@ def test_prepares_once_per_connection_and_binds_by_name():
     assert len(prepared()) == 1
 
 
+def test_values_by_position_follow_the_declared_order_wherever_the_sql_uses_them():
+    assert DOUBLE.execute([21, "in order"]).fetchone() == (42, "in order")
+    # Used in another order than declared, and one of them twice.
+    reordered = Statement(
+        "test_prepared_reordered",
+        "SELECT %(label)s, %(n)s + %(n)s",
+        [("n", "bigint"), ("label", "text")],
+    )
+    assert reordered.execute([5, "by position"]).fetchone() == ("by position", 10)
+    assert reordered.execute({"label": "by name", "n": 1}).fetchone() == ("by name", 2)
+    with pytest.raises(ValueError, match="'test_prepared_reordered' takes 2 values, got 1"):
+        reordered.execute([5])
+
+
 def test_null_values_are_typed_by_the_declaration():
     assert run(DOUBLE, n=None, label=None) == (None, None)
     assert run(DOUBLE, n=3, label=None) == (6, None)
